@@ -1,0 +1,420 @@
+"""Load and validate ``inventory/<env>.yml``.
+
+An inventory file describes one environment. Validation collects every problem
+before failing so an operator fixes a file in one pass; each problem is one line
+naming the file, the key path and the fix.
+
+``--host`` on the command line takes an environment name (``prod``) or one host
+inside it (``prod:web1``); ``resolve_target`` turns that into a ``Target``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ops.errors import ConfigError, InventoryError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INVENTORY_DIR = PROJECT_ROOT / "inventory"
+
+ROLES = ("web", "db")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Docker image references: lowercase path components, optional registry host:port.
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*$")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    port: int = 22
+    user: str = "deploy"
+    roles: tuple[str, ...] = ()
+    # Address other hosts use to reach this one (app -> db); defaults to ``address``.
+    private_address: str = ""
+
+    @property
+    def reach_address(self) -> str:
+        return self.private_address or self.address
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    user: str
+    key: Path | None
+    known_hosts: Path
+    connect_timeout: float = 10.0
+    command_timeout: float = 600.0
+    parallel: int = 10
+
+
+@dataclass(frozen=True)
+class Registry:
+    # ``host[:port]`` the operator pushes to.
+    url: str
+    # True: hosts pull from ``localhost:<port>`` through an SSH reverse tunnel to ``url``.
+    tunnel: bool = False
+
+
+@dataclass(frozen=True)
+class Health:
+    path: str = "/api/health"
+    port: int = 3000
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    batch_size: int = 1
+    keep_releases: int = 3
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    path_style: bool = False
+    sse: str | None = None
+
+
+@dataclass(frozen=True)
+class DoctorSettings:
+    min_free_gb: float = 2.0
+    max_clock_skew: float = 2.0
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    network: str
+    subnet: str
+    # host name -> {port on 127.0.0.1: port in the host container}
+    publish: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    path: Path
+    app: str
+    image: str
+    registry: Registry
+    ssh: SSHSettings
+    hosts: dict[str, Host]
+    env_file: Path | None
+    app_dir: str
+    health: Health
+    deploy: DeploySettings
+    doctor: DoctorSettings
+    s3: S3Settings | None = None
+    sandbox: SandboxSettings | None = None
+
+    def with_roles(self, role: str) -> list[Host]:
+        return [h for h in self.hosts.values() if role in h.roles]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What ``--host`` selected: an environment and the hosts to act on."""
+
+    env: Environment
+    hosts: tuple[Host, ...]
+
+
+def available_environments(inventory_dir: Path = INVENTORY_DIR) -> list[str]:
+    return sorted(p.stem for p in inventory_dir.glob("*.yml"))
+
+
+def resolve_target(spec: str | None, inventory_dir: Path = INVENTORY_DIR) -> Target:
+    """``prod`` -> every host of prod; ``prod:web1`` -> that host alone."""
+    envs = available_environments(inventory_dir)
+    if not spec:
+        raise ConfigError(
+            "no --host given",
+            hint=f"pass an environment or env:host, one of: {', '.join(envs) or '(none)'}",
+        )
+    env_name, _, host_name = spec.partition(":")
+    if env_name not in envs:
+        raise ConfigError(
+            f"unknown environment {env_name!r} in --host {spec!r}",
+            hint=f"known environments: {', '.join(envs) or '(none)'} (files in {_rel(inventory_dir)}/)",
+        )
+    env = load_environment(env_name, inventory_dir)
+    if not host_name:
+        return Target(env, tuple(env.hosts.values()))
+    if host_name not in env.hosts:
+        raise ConfigError(
+            f"unknown host {host_name!r} in environment {env_name!r}",
+            hint=f"hosts in {env_name}: {', '.join(env.hosts)}",
+        )
+    return Target(env, (env.hosts[host_name],))
+
+
+def load_environment(name: str, inventory_dir: Path = INVENTORY_DIR) -> Environment:
+    path = inventory_dir / f"{name}.yml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no inventory file {_rel(path)}",
+                          hint=f"create it or use one of: {', '.join(available_environments(inventory_dir))}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InventoryError([f"{_rel(path)}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
+                              " — fix the syntax"]) from None
+    return _Validator(name, path, inventory_dir.parent).environment(raw)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class _Validator:
+    """Builds an ``Environment`` from parsed YAML, collecting every problem."""
+
+    TOP_KEYS = {"app", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
+                "health", "deploy", "doctor", "s3", "sandbox"}
+
+    def __init__(self, name: str, path: Path, root: Path):
+        self.name = name
+        self.path = path
+        self.root = root
+        self.problems: list[str] = []
+
+    # -- reporting -------------------------------------------------------
+    def problem(self, key: str, msg: str, fix: str) -> None:
+        self.problems.append(f"{_rel(self.path)}: {key}: {msg} — {fix}")
+
+    def section(self, raw: dict, key: str, allowed: set[str], *, required: bool = False) -> dict:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.problem(key, "missing", f"add a '{key}:' mapping")
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, f"must be a mapping, got {type(value).__name__}",
+                         f"write '{key}:' followed by indented keys")
+            return {}
+        self.unknown_keys(value, allowed, key)
+        return value
+
+    def unknown_keys(self, raw: dict, allowed: set[str], prefix: str = "") -> None:
+        for key in raw:
+            if key not in allowed:
+                where = f"{prefix}.{key}" if prefix else str(key)
+                self.problem(where, "unknown key", f"remove it or use one of: {', '.join(sorted(allowed))}")
+
+    # -- typed getters ---------------------------------------------------
+    def string(self, raw: dict, key: str, where: str, default: Any = None, *,
+               required: bool = False, pattern: re.Pattern | None = None, what: str = "") -> Any:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.problem(where, "missing", f"set {where} to {what or 'a value'}")
+            return default
+        if not isinstance(value, str) or not value.strip():
+            self.problem(where, f"must be a non-empty string, got {value!r}", f"set it to {what or 'a string'}")
+            return default
+        if pattern and not pattern.match(value):
+            self.problem(where, f"{value!r} is not valid", f"use {what}")
+            return default
+        return value
+
+    def number(self, raw: dict, key: str, where: str, default: Any, *, lo: float, hi: float,
+               integer: bool = True) -> Any:
+        value = raw.get(key, default)
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
+            noun = "an integer" if integer else "a number"
+            self.problem(where, f"must be {noun} {lo:g}-{hi:g}, got {value!r}", f"set a {noun} in that range")
+            return default
+        return value
+
+    def boolean(self, raw: dict, key: str, where: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(where, f"must be true or false, got {value!r}", "write true or false")
+            return default
+        return value
+
+    def path_value(self, raw: dict, key: str, where: str, *, required: bool = False) -> Path | None:
+        value = self.string(raw, key, where, required=required, what="a file path")
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    # -- sections --------------------------------------------------------
+    def environment(self, raw: Any) -> Environment:
+        if not isinstance(raw, dict):
+            raise InventoryError([f"{_rel(self.path)}: top level must be a mapping of settings, "
+                                  f"got {type(raw).__name__} — see inventory/prod.yml for the shape"])
+        self.unknown_keys(raw, self.TOP_KEYS)
+        app = self.string(raw, "app", "app", required=True, pattern=NAME_RE,
+                          what="a lowercase name like 'athlete-platform'")
+        image = self.string(raw, "image", "image", required=True, pattern=IMAGE_RE,
+                            what="an image name like 'registry.example.com/team/app' (no tag)")
+        if isinstance(image, str) and ":" in image.rsplit("/", 1)[-1]:
+            self.problem("image", f"{image!r} includes a tag", "drop the tag: the deploy tags with the git SHA")
+        ssh = self.ssh(raw)
+        env = Environment(
+            name=self.name, path=self.path, app=app or "", image=image or "",
+            registry=self.registry(raw), ssh=ssh, hosts=self.hosts(raw, ssh.user),
+            env_file=self.path_value(raw, "env_file", "env_file"),
+            app_dir=self.string(raw, "app_dir", "app_dir", f"/srv/{app or 'app'}"),
+            health=self.health(raw), deploy=self.deploy(raw), doctor=self.doctor(raw),
+            s3=self.s3(raw), sandbox=self.sandbox(raw),
+        )
+        if env.app_dir and not env.app_dir.startswith("/"):
+            self.problem("app_dir", f"{env.app_dir!r} is not absolute", "use an absolute path like /srv/app")
+        if env.sandbox:
+            for host in env.sandbox.publish:
+                if host not in env.hosts:
+                    self.problem(f"sandbox.publish.{host}", "names no host of this inventory",
+                                 f"use one of: {', '.join(env.hosts)}")
+        if self.problems:
+            raise InventoryError(self.problems)
+        return env
+
+    def ssh(self, raw: dict) -> SSHSettings:
+        sec = self.section(raw, "ssh", {"user", "key", "known_hosts", "connect_timeout",
+                                        "command_timeout", "parallel"}, required=True)
+        known = self.path_value(sec, "known_hosts", "ssh.known_hosts", required=bool(sec))
+        return SSHSettings(
+            user=self.string(sec, "user", "ssh.user", "deploy"),
+            key=self.path_value(sec, "key", "ssh.key"),
+            known_hosts=known or self.root / "inventory" / f"{self.name}.known_hosts",
+            connect_timeout=self.number(sec, "connect_timeout", "ssh.connect_timeout", 10.0,
+                                        lo=1, hi=300, integer=False),
+            command_timeout=self.number(sec, "command_timeout", "ssh.command_timeout", 600.0,
+                                        lo=1, hi=86400, integer=False),
+            parallel=self.number(sec, "parallel", "ssh.parallel", 10, lo=1, hi=100),
+        )
+
+    def registry(self, raw: dict) -> Registry:
+        sec = self.section(raw, "registry", {"url", "tunnel"}, required=True)
+        url = self.string(sec, "url", "registry.url", required=bool(sec),
+                          pattern=re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$"),
+                          what="host[:port] like 'registry.example.com' or '127.0.0.1:5000'")
+        return Registry(url=url or "", tunnel=self.boolean(sec, "tunnel", "registry.tunnel", False))
+
+    def hosts(self, raw: dict, default_user: str) -> dict[str, Host]:
+        value = raw.get("hosts")
+        if not isinstance(value, dict) or not value:
+            self.problem("hosts", "missing or empty", "add at least one host: 'hosts: {web1: {address: ..., roles: [web]}}'")
+            return {}
+        hosts: dict[str, Host] = {}
+        seen: dict[tuple[str, int], str] = {}
+        for name, spec in value.items():
+            where = f"hosts.{name}"
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                self.problem(where, f"host name {name!r} is not valid", "use lowercase letters, digits and '-'")
+                continue
+            if not isinstance(spec, dict):
+                self.problem(where, "must be a mapping", "give it at least 'address:' and 'roles:'")
+                continue
+            self.unknown_keys(spec, {"address", "port", "user", "roles", "private_address"}, where)
+            address = self.string(spec, "address", f"{where}.address", required=True,
+                                  what="an IP address or DNS name")
+            port = self.number(spec, "port", f"{where}.port", 22, lo=1, hi=65535)
+            roles = spec.get("roles")
+            if not isinstance(roles, list) or not roles:
+                self.problem(f"{where}.roles", f"must be a non-empty list, got {roles!r}",
+                             f"list one or more of: {', '.join(ROLES)}")
+                roles = []
+            for role in roles:
+                if role not in ROLES:
+                    self.problem(f"{where}.roles", f"unknown role {role!r}", f"use one of: {', '.join(ROLES)}")
+            private = self.string(spec, "private_address", f"{where}.private_address", "")
+            if private:
+                try:
+                    ipaddress.ip_address(private)
+                except ValueError:
+                    self.problem(f"{where}.private_address", f"{private!r} is not an IP address",
+                                 "give the address other hosts reach it on")
+            if address:
+                key = (address, port)
+                if key in seen:
+                    self.problem(where, f"same address and port as hosts.{seen[key]} ({address}:{port})",
+                                 "remove the duplicate or fix its address/port")
+                seen[key] = name
+            hosts[name] = Host(name=name, address=address or "", port=port,
+                               user=self.string(spec, "user", f"{where}.user", default_user),
+                               roles=tuple(r for r in roles if r in ROLES), private_address=private)
+        if hosts and not any("web" in h.roles for h in hosts.values()):
+            self.problem("hosts", "no host has the 'web' role", "give at least one host 'roles: [web]'")
+        return hosts
+
+    def health(self, raw: dict) -> Health:
+        sec = self.section(raw, "health", {"path", "port", "timeout"})
+        path = self.string(sec, "path", "health.path", "/api/health", pattern=re.compile(r"^/"),
+                           what="a path starting with '/'")
+        return Health(path=path,
+                      port=self.number(sec, "port", "health.port", 3000, lo=1, hi=65535),
+                      timeout=self.number(sec, "timeout", "health.timeout", 60.0, lo=1, hi=3600, integer=False))
+
+    def deploy(self, raw: dict) -> DeploySettings:
+        sec = self.section(raw, "deploy", {"batch_size", "keep_releases"})
+        return DeploySettings(batch_size=self.number(sec, "batch_size", "deploy.batch_size", 1, lo=1, hi=1000),
+                              keep_releases=self.number(sec, "keep_releases", "deploy.keep_releases", 3, lo=1, hi=100))
+
+    def doctor(self, raw: dict) -> DoctorSettings:
+        sec = self.section(raw, "doctor", {"min_free_gb", "max_clock_skew"})
+        return DoctorSettings(
+            min_free_gb=self.number(sec, "min_free_gb", "doctor.min_free_gb", 2.0, lo=0, hi=1e6, integer=False),
+            max_clock_skew=self.number(sec, "max_clock_skew", "doctor.max_clock_skew", 2.0,
+                                       lo=0.01, hi=3600, integer=False))
+
+    def s3(self, raw: dict) -> S3Settings | None:
+        if raw.get("s3") is None:
+            return None
+        sec = self.section(raw, "s3", {"bucket", "prefix", "region", "endpoint_url", "path_style", "sse"})
+        bucket = self.string(sec, "bucket", "s3.bucket", required=True,
+                             pattern=re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+                             what="an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+        endpoint = self.string(sec, "endpoint_url", "s3.endpoint_url", None,
+                               pattern=re.compile(r"^https?://"), what="a URL starting with http:// or https://")
+        sse = self.string(sec, "sse", "s3.sse", None, pattern=re.compile(r"^(AES256|aws:kms)$"),
+                          what="AES256 or aws:kms")
+        return S3Settings(bucket=bucket or "", prefix=self.string(sec, "prefix", "s3.prefix", ""),
+                          region=self.string(sec, "region", "s3.region", "us-east-1"),
+                          endpoint_url=endpoint, path_style=self.boolean(sec, "path_style", "s3.path_style", False),
+                          sse=sse)
+
+    def sandbox(self, raw: dict) -> SandboxSettings | None:
+        if raw.get("sandbox") is None:
+            return None
+        sec = self.section(raw, "sandbox", {"network", "subnet", "publish"})
+        subnet = self.string(sec, "subnet", "sandbox.subnet", required=True, what="a CIDR like 172.31.250.0/24")
+        if subnet:
+            try:
+                ipaddress.ip_network(subnet)
+            except ValueError:
+                self.problem("sandbox.subnet", f"{subnet!r} is not a network", "write a CIDR like 172.31.250.0/24")
+        publish: dict[str, dict[int, int]] = {}
+        raw_publish = sec.get("publish") or {}
+        if not isinstance(raw_publish, dict):
+            self.problem("sandbox.publish", "must be a mapping of host -> {local port: container port}",
+                         "see inventory/sandbox.yml")
+            raw_publish = {}
+        for host, ports in raw_publish.items():
+            if not isinstance(ports, dict) or not all(
+                    isinstance(a, int) and isinstance(b, int) and 0 < a < 65536 and 0 < b < 65536
+                    for a, b in ports.items()):
+                self.problem(f"sandbox.publish.{host}", f"must map ports to ports, got {ports!r}",
+                             "write e.g. '{8101: 80}'")
+                continue
+            publish[host] = dict(ports)
+        return SandboxSettings(network=self.string(sec, "network", "sandbox.network", "ops-sandbox",
+                                                   pattern=NAME_RE, what="a lowercase network name"),
+                               subnet=subnet or "", publish=publish)

@@ -1,0 +1,417 @@
+"""THE gateway to hosts. Every remote command in this project goes through here.
+
+Why one place:
+- host keys: Fabric auto-accepts unknown host keys and ignores known_hosts by
+  default. Here every connection loads the project's known_hosts and refuses any
+  key that is not in it (paramiko RejectPolicy), with the fingerprint in the error;
+- quoting: commands are argv tuples or ``ShellLine``s (see ``ops.commands``);
+- secrets: everything printed or put in an error passes through the ``Masker``;
+- dry-run: mutating calls are recorded and printed as the plan, never run;
+- parallelism: ``map`` runs a function over hosts with a bound, and aggregates
+  results and errors per host, so one dead host never hides the others.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import fabric
+import invoke
+import paramiko
+
+from ops.commands import ShellLine, render
+from ops.errors import (
+    CommandTimeout,
+    HostError,
+    HostKeyError,
+    HostUnreachable,
+    OpsError,
+    RemoteCommandFailed,
+)
+from ops.inventory import Environment, Host
+from ops.known_hosts import fingerprint, host_pattern
+from ops.masking import Masker
+
+T = TypeVar("T")
+Command = Sequence[str] | ShellLine
+
+STDERR_TAIL_BYTES = 16 * 1024
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """Raised by ``StrictHostKeyPolicy``; carries the key so we can show its fingerprint."""
+
+    def __init__(self, hostname: str, key: paramiko.PKey):
+        super().__init__(f"host key for {hostname} not in known_hosts")
+        self.hostname = hostname
+        self.key = key
+
+
+class StrictHostKeyPolicy(paramiko.RejectPolicy):
+    """RejectPolicy that keeps the offered key for the error message."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey(hostname, key)
+
+
+@dataclass
+class RunResult:
+    host: str
+    command: str  # masked
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int = 0
+    elapsed: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class HostResults(Generic[T]):
+    """Per-host outcome of ``Gateway.map``, in the order hosts were given."""
+
+    ok: dict[str, T] = field(default_factory=dict)
+    failed: dict[str, OpsError] = field(default_factory=dict)
+
+    def raise_if_failed(self, what: str) -> None:
+        if self.failed:
+            raise FleetError(what, self.failed, total=len(self.ok) + len(self.failed))
+
+
+class FleetError(OpsError):
+    """Some hosts failed; the message has one line per failed host."""
+
+    def __init__(self, what: str, failed: dict[str, OpsError], *, total: int):
+        self.failed = failed
+        lines = [f"{what}: {len(failed)} of {total} host(s) failed"]
+        lines += [f"  {err if err.host else f'{name}: {err}'}" for name, err in failed.items()]
+        super().__init__("\n".join(lines))
+
+
+def _stderr_echo(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Gateway:
+    """Connections to the hosts of one environment."""
+
+    def __init__(self, env: Environment, *, dry_run: bool = False, masker: Masker | None = None,
+                 parallel: int | None = None, echo: Callable[[str], None] = _stderr_echo):
+        self.env = env
+        self.dry_run = dry_run
+        self.mask = masker or Masker()
+        self.parallel = parallel or env.ssh.parallel
+        self.echo = echo
+        # (host, masked command) for every mutating call seen in dry-run mode.
+        self.plan: list[tuple[str, str]] = []
+        self._conns: dict[str, fabric.Connection] = {}
+        self._lock = threading.Lock()
+
+    # -- connections -----------------------------------------------------
+    def connection(self, host: Host) -> fabric.Connection:
+        with self._lock:
+            conn = self._conns.get(host.name)
+            if conn is None:
+                conn = self._conns[host.name] = self._new_connection(host)
+        if not conn.is_connected:
+            self._open(host, conn)
+        return conn
+
+    def _new_connection(self, host: Host) -> fabric.Connection:
+        ssh = self.env.ssh
+        # NOTE: no ~/.ssh/config, no agent, no default keys: what connects is what
+        # the inventory says, on every operator's machine alike.
+        config = fabric.Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}})
+        connect_kwargs = {
+            "allow_agent": False,
+            "look_for_keys": False,
+            "banner_timeout": ssh.connect_timeout,
+            "auth_timeout": ssh.connect_timeout,
+            "channel_timeout": ssh.connect_timeout,
+        }
+        if ssh.key:
+            connect_kwargs["key_filename"] = str(ssh.key)
+        conn = fabric.Connection(host.address, user=host.user, port=host.port, config=config,
+                                 connect_timeout=ssh.connect_timeout, connect_kwargs=connect_kwargs)
+        client = conn.client
+        # Fabric installs AutoAddPolicy; replace it and load only the project's file.
+        client.set_missing_host_key_policy(StrictHostKeyPolicy())
+        client.get_host_keys().clear()
+        client._system_host_keys.clear()  # noqa: SLF001 - no user-wide known_hosts either
+        if ssh.known_hosts.exists():
+            client.load_host_keys(str(ssh.known_hosts))
+        return conn
+
+    def _open(self, host: Host, conn: fabric.Connection) -> None:
+        trust = f"inv hosts.trust --host {self.env.name}:{host.name}"
+        where = f"{host.user}@{host.address}:{host.port}"
+        try:
+            conn.open()
+        except UnknownHostKey as exc:
+            raise HostKeyError(
+                f"host key {exc.key.get_name()} {fingerprint(exc.key)} is not in "
+                f"{self.env.ssh.known_hosts.name} ({where}); refusing to connect",
+                host=host.name, hint=f"verify the fingerprint out of band, then run: {trust}") from None
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"HOST KEY CHANGED for {where}: got {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"known_hosts has {fingerprint(exc.expected_key)}; refusing to connect (possible "
+                "man-in-the-middle, or the host was rebuilt)",
+                host=host.name,
+                hint=f"if the host was rebuilt, confirm the new fingerprint out of band, then: {trust} --replace",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            raise HostUnreachable(f"SSH authentication failed for {where} ({exc})", host=host.name,
+                                  hint=f"check ssh.key in {self.env.path.name} and the host's authorized_keys") from None
+        except TimeoutError as exc:
+            raise HostUnreachable(f"SSH connect to {where} timed out ({exc or 'no answer'})", host=host.name,
+                                  hint="is the host up and the port open? check with: inv doctor") from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+            raise HostUnreachable(f"cannot reach {where}: {reason}", host=host.name,
+                                  hint="is the host up and sshd running? check with: inv doctor") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise HostUnreachable(f"SSH to {where} failed: {exc or type(exc).__name__}", host=host.name,
+                                  hint="is the host up and sshd running? check with: inv doctor") from None
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- commands --------------------------------------------------------
+    def run(self, host: Host, command: Command, *, mutating: bool = True, check: bool = True,
+            timeout: float | None = None, stdin: str | None = None) -> RunResult:
+        """Run ``command`` on ``host``; mutating commands are only planned in dry-run.
+
+        ``stdin`` is how secrets reach a remote command: never argv, never logs.
+        """
+        text = render(command)
+        shown = self.mask(text)
+        if self.dry_run and mutating:
+            self.plan.append((host.name, shown))
+            self.echo(f"[dry-run] {host.name}$ {shown}")
+            return RunResult(host.name, shown, dry_run=True)
+        conn = self.connection(host)
+        started = time.monotonic()
+        try:
+            res = conn.run(text, hide=True, warn=True, pty=False,
+                           in_stream=io.StringIO(stdin) if stdin is not None else False,
+                           timeout=timeout or self.env.ssh.command_timeout)
+        except invoke.exceptions.CommandTimedOut as exc:
+            raise CommandTimeout(f"command timed out after {exc.timeout:g}s: {shown}", host=host.name,
+                                 hint="raise ssh.command_timeout or look at the host's load") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise HostUnreachable(f"SSH session lost while running {shown}: {exc or type(exc).__name__}",
+                                  host=host.name, hint="check the host and re-run") from None
+        result = RunResult(host.name, shown, self.mask(res.stdout), self.mask(res.stderr),
+                           res.exited, time.monotonic() - started)
+        if check and not result.ok:
+            raise RemoteCommandFailed(
+                f"exit {result.exit_code}: {shown}" + (f": {_last_line(result.stderr)}" if result.stderr else ""),
+                host=host.name, exit_code=result.exit_code, stderr=result.stderr)
+        return result
+
+    def query(self, host: Host, command: Command, **kwargs) -> RunResult:
+        """A read-only command: runs in dry-run mode too."""
+        return self.run(host, command, mutating=False, **kwargs)
+
+    def put(self, host: Host, data: bytes, path: str, *, mode: int = 0o600) -> None:
+        """Write ``data`` to ``path`` atomically with ``mode`` set before any byte lands."""
+        if self.dry_run:
+            self.plan.append((host.name, f"put {len(data)} bytes -> {path} (mode {mode:o})"))
+            self.echo(f"[dry-run] {host.name}: would write {len(data)} bytes to {path} (mode {mode:o})")
+            return
+        sftp = self.connection(host).sftp()
+        tmp = f"{path}.tmp-{time.time_ns()}"
+        try:
+            with sftp.open(tmp, "wb") as fh:
+                sftp.chmod(tmp, mode)
+                fh.write(data)
+            sftp.posix_rename(tmp, path)
+        except OSError as exc:
+            try:
+                sftp.remove(tmp)
+            except OSError:
+                pass
+            raise HostError(f"cannot write {path}: {exc}", host=host.name,
+                            hint="check the directory exists and the SSH user may write there") from None
+
+    def stream(self, host: Host, command: Command, *, idle_timeout: float | None = None) -> RemoteStream:
+        """Remote stdout as a binary file-like; stderr drained in parallel.
+
+        Use as a context manager: leaving it normally checks the exit status;
+        leaving it on an exception closes the channel (the remote command gets
+        SIGPIPE/EOF) and the exception propagates.
+        """
+        text = render(command)
+        shown = self.mask(text)
+        transport = self.connection(host).client.get_transport()
+        try:
+            channel = transport.open_session(timeout=self.env.ssh.connect_timeout)
+            channel.settimeout(idle_timeout or self.env.ssh.command_timeout)
+            channel.exec_command(text)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise HostUnreachable(f"cannot start {shown}: {exc or type(exc).__name__}", host=host.name) from None
+        return RemoteStream(channel, host.name, shown, self.mask)
+
+    # -- fleet -----------------------------------------------------------
+    def map(self, fn: Callable[[Host], T], hosts: Iterable[Host] | None = None) -> HostResults[T]:
+        """Run ``fn(host)`` for each host, at most ``parallel`` at once."""
+        hosts = list(self.env.hosts.values() if hosts is None else hosts)
+        results: HostResults[T] = HostResults()
+        if not hosts:
+            return results
+
+        def call(host: Host) -> tuple[bool, object]:
+            try:
+                return True, fn(host)
+            except OpsError as exc:
+                if exc.host is None:
+                    exc.host = host.name
+                return False, exc
+            except Exception as exc:  # an unexpected bug must not hide other hosts' results
+                err = HostError(f"unexpected {type(exc).__name__}: {self.mask(str(exc))}", host=host.name)
+                err.__cause__ = exc
+                return False, err
+
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(hosts)),
+                                thread_name_prefix="ops-host") as pool:
+            outcomes = list(pool.map(call, hosts))
+        for host, (ok, value) in zip(hosts, outcomes, strict=True):
+            if ok:
+                results.ok[host.name] = value
+            else:
+                results.failed[host.name] = value
+        return results
+
+
+class RemoteStream(io.RawIOBase):
+    """Bytes of a remote command's stdout, read straight off the SSH channel."""
+
+    def __init__(self, channel: paramiko.Channel, host: str, command: str, mask: Masker):
+        super().__init__()
+        self.channel = channel
+        self.host = host
+        self.command = command
+        self._mask = mask
+        self._stderr: deque[bytes] = deque()
+        self._stderr_len = 0
+        # NOTE: if nobody reads stderr, the channel window fills and the remote
+        # command blocks forever; a thread keeps draining it (bounded tail kept).
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True, name=f"stderr-{host}")
+        self._drain.start()
+
+    def _drain_stderr(self) -> None:
+        try:
+            while chunk := self.channel.recv_stderr(32768):
+                self._stderr.append(chunk)
+                self._stderr_len += len(chunk)
+                while self._stderr_len > STDERR_TAIL_BYTES and len(self._stderr) > 1:
+                    self._stderr_len -= len(self._stderr.popleft())
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    @property
+    def stderr(self) -> str:
+        return self._mask(b"".join(self._stderr).decode("utf-8", "replace"))
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self.channel.recv(len(buffer))
+        except TimeoutError:
+            raise CommandTimeout(f"no output for {self.channel.gettimeout():g}s from {self.command}",
+                                 host=self.host) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"SSH stream lost during {self.command}: {exc or type(exc).__name__}",
+                                  host=self.host) from None
+        n = len(data)
+        buffer[:n] = data
+        if n == 0 and self.channel.closed and not self.channel.eof_received:
+            raise HostUnreachable(f"SSH stream closed before the end of {self.command}", host=self.host)
+        return n
+
+    def finish(self) -> int:
+        """Wait for the command to end; raise with its stderr if it failed."""
+        # Drain any stdout left so the remote side can exit.
+        while self.channel.recv(65536):
+            pass
+        status = self.channel.recv_exit_status()
+        self._drain.join(timeout=5)
+        self.channel.close()
+        if status != 0:
+            tail = self.stderr.strip()
+            raise RemoteCommandFailed(
+                f"exit {status}: {self.command}" + (f": {_last_line(tail)}" if tail else ""),
+                host=self.host, exit_code=status, stderr=tail)
+        return status
+
+    def __enter__(self) -> RemoteStream:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.channel.close()
+            self._drain.join(timeout=5)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def fetch_host_keys(host: Host, *, timeout: float = 10.0) -> list[paramiko.PKey]:
+    """Every host key type the server offers, for ``inv hosts.trust``.
+
+    Opens a bare transport per key type (no authentication, nothing run).
+    """
+    keys: list[paramiko.PKey] = []
+    errors: list[str] = []
+    for key_type in ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512"):
+        try:
+            sock = socket.create_connection((host.address, host.port), timeout=timeout)
+        except OSError as exc:
+            raise HostUnreachable(f"cannot reach {host.address}:{host.port}: {exc.strerror or exc}",
+                                  host=host.name, hint="is the host up and sshd running?") from None
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = timeout
+        try:
+            transport.get_security_options().key_types = [key_type]
+            transport.start_client(timeout=timeout)
+            keys.append(transport.get_remote_server_key())
+        except paramiko.SSHException as exc:
+            errors.append(f"{key_type}: {exc}")
+        finally:
+            transport.close()
+    if not keys:
+        raise HostKeyError(f"no host key offered by {host.address}:{host.port} ({'; '.join(errors)})",
+                           host=host.name)
+    return keys
+
+
+__all__ = ["Gateway", "HostResults", "FleetError", "RemoteStream", "RunResult", "fetch_host_keys",
+           "host_pattern", "StrictHostKeyPolicy", "UnknownHostKey"]
