@@ -46,8 +46,9 @@ def parse_df(output: str) -> tuple[int, str]:
     lines = [line for line in output.strip().splitlines() if line.strip()]
     if len(lines) < 2:
         raise ValueError(f"unexpected df output: {output!r}")
-    fields = lines[-1].split()
     # POSIX format: Filesystem 1024-blocks Used Available Capacity Mounted-on
+    # (the mount point may contain spaces: it is everything after the 5th field)
+    fields = lines[-1].split(None, 5)
     return int(fields[3]) * 1024, fields[5]
 
 

@@ -26,7 +26,7 @@ INVENTORY_DIR = PROJECT_ROOT / "inventory"
 ROLES = ("web", "db")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Docker image references: lowercase path components, optional registry host:port.
-IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*$")
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*$")
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class _Validator:
         kind = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
             noun = "an integer" if integer else "a number"
-            self.problem(where, f"must be {noun} {lo:g}-{hi:g}, got {value!r}", f"set a {noun} in that range")
+            self.problem(where, f"must be {noun} {lo:g}-{hi:g}, got {value!r}", f"set {noun} in that range")
             return default
         return value
 

@@ -1,7 +1,8 @@
 """The project's known_hosts file: fingerprints, entries, safe updates.
 
 OpenSSH's format, so ``ssh -o UserKnownHostsFile=...`` reads the same file.
-A host on a non-standard port is written ``[address]:port``.
+A host on a non-standard port is written ``[address]:port``. Lines this module does
+not manage (comments, ``@revoked``/``@cert-authority`` markers) are kept verbatim.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ def host_pattern(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
-def fingerprint(key: paramiko.PKey) -> str:
+def _sha256_fingerprint(blob: bytes) -> str:
     """``SHA256:...`` exactly as ``ssh-keygen -lf`` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    return _sha256_fingerprint(key.asbytes())
 
 
 @dataclass(frozen=True)
@@ -41,19 +45,23 @@ class KeyEntry:
 
     @property
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(base64.b64decode(self.key_b64)).digest()
-        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+        return _sha256_fingerprint(base64.b64decode(self.key_b64))
+
+
+def _is_plain_entry(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith(("#", "@")) and len(stripped.split()) >= 3
 
 
 def read_entries(path: Path) -> list[KeyEntry]:
+    """Plain host key entries; marker and comment lines are not host entries."""
     if not path.exists():
         return []
     entries = []
-    for raw in path.read_text().splitlines():
-        parts = raw.split()
-        if len(parts) >= 3 and not raw.lstrip().startswith("#"):
-            for pattern in parts[0].split(","):
-                entries.append(KeyEntry(pattern, parts[1], parts[2]))
+    for line in path.read_text().splitlines():
+        if _is_plain_entry(line):
+            hosts, key_type, key_b64 = line.split()[:3]
+            entries.extend(KeyEntry(pattern, key_type, key_b64) for pattern in hosts.split(","))
     return entries
 
 
@@ -62,12 +70,20 @@ def entries_for(path: Path, pattern: str) -> list[KeyEntry]:
 
 
 def replace_host(path: Path, pattern: str, new: list[KeyEntry]) -> None:
-    """Drop every entry of ``pattern`` and append ``new``; other hosts untouched.
+    """Drop ``pattern`` from every plain entry, append ``new``; every other line kept as is.
 
     Written to a temp file then renamed, so a crash never leaves a half file.
     """
-    kept = [e for e in read_entries(path) if e.pattern != pattern]
-    text = "".join(f"{e.line}\n" for e in kept + new)
+    kept: list[str] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if _is_plain_entry(line):
+            hosts, rest = line.split(None, 1)
+            others = [h for h in hosts.split(",") if h != pattern]
+            if not others:
+                continue
+            line = f"{','.join(others)} {rest}"
+        kept.append(line)
+    text = "".join(f"{line}\n" for line in kept + [e.line for e in new])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -14,6 +14,7 @@ Why one place:
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import sys
 import threading
@@ -45,6 +46,12 @@ T = TypeVar("T")
 Command = Sequence[str] | ShellLine
 
 STDERR_TAIL_BYTES = 16 * 1024
+
+# NOTE: paramiko's transport thread logs a full traceback for a host that drops the
+# connection (e.g. during boot). We report that failure ourselves, on one line; its
+# log stays available to whoever configures logging for "paramiko" on purpose.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 class UnknownHostKey(paramiko.SSHException):
@@ -237,9 +244,10 @@ class Gateway:
 
     def put(self, host: Host, data: bytes, path: str, *, mode: int = 0o600) -> None:
         """Write ``data`` to ``path`` atomically with ``mode`` set before any byte lands."""
+        shown = self.mask(path)
         if self.dry_run:
-            self.plan.append((host.name, f"put {len(data)} bytes -> {path} (mode {mode:o})"))
-            self.echo(f"[dry-run] {host.name}: would write {len(data)} bytes to {path} (mode {mode:o})")
+            self.plan.append((host.name, f"put {len(data)} bytes -> {shown} (mode {mode:o})"))
+            self.echo(f"[dry-run] {host.name}: would write {len(data)} bytes to {shown} (mode {mode:o})")
             return
         sftp = self.connection(host).sftp()
         tmp = f"{path}.tmp-{time.time_ns()}"
@@ -253,7 +261,7 @@ class Gateway:
                 sftp.remove(tmp)
             except OSError:
                 pass
-            raise HostError(f"cannot write {path}: {exc}", host=host.name,
+            raise HostError(f"cannot write {shown}: {self.mask(str(exc))}", host=host.name,
                             hint="check the directory exists and the SSH user may write there") from None
 
     def stream(self, host: Host, command: Command, *, idle_timeout: float | None = None) -> RemoteStream:

@@ -27,9 +27,15 @@ def shell(template: str, **values: object) -> ShellLine:
 
 
 def pipeline(*commands: Sequence[str]) -> ShellLine:
-    """``a | b | c`` with each argv quoted; ``set -o pipefail`` so a failure anywhere shows."""
+    """``a | b | c`` with each argv quoted, run by bash with pipefail so a failure anywhere shows.
+
+    NOTE: wrapped in ``bash -o pipefail -c`` rather than prefixed with ``set -o
+    pipefail``: the SSH user's login shell may be dash, which has no pipefail.
+    """
     joined = " | ".join(shlex.join(map(str, argv)) for argv in commands)
-    return ShellLine(f"set -o pipefail; {joined}" if len(commands) > 1 else joined)
+    if len(commands) == 1:
+        return ShellLine(joined)
+    return ShellLine(shlex.join(["bash", "-o", "pipefail", "-c", joined]))
 
 
 def render(command: Sequence[str] | ShellLine) -> str:

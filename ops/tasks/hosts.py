@@ -41,7 +41,10 @@ def trust(c, host="", yes=False, replace=False):
         raise ConfigError(f"host key changed for {', '.join(changed)}; refusing to replace it",
                           hint="confirm the new fingerprint with the host's owner, then re-run with --replace")
     if not yes:
-        answer = input(f"Write these keys to {target.env.ssh.known_hosts}? Type 'yes': ")
+        try:
+            answer = input(f"Write these keys to {target.env.ssh.known_hosts}? Type 'yes': ")
+        except EOFError:  # no terminal (cron, CI): never trust silently
+            answer = ""
         if answer.strip() != "yes":
             raise ConfigError("not confirmed; nothing written", hint="answer 'yes' or pass --yes")
     write_trust(target.env.ssh.known_hosts, pending)
