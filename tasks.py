@@ -2,8 +2,9 @@
 
 from invoke import Collection
 
-from ops.tasks import doctor, hosts
+from ops.tasks import doctor, hosts, sandbox
 
 ns = Collection()
-ns.add_collection(Collection.from_module(hosts), name="hosts")
 ns.add_task(doctor.doctor)
+ns.add_collection(Collection.from_module(hosts), name="hosts")
+ns.add_collection(Collection.from_module(sandbox), name="sandbox")
