@@ -10,6 +10,7 @@ inside it (``prod:web1``); ``resolve_target`` turns that into a ``Target``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -92,6 +93,53 @@ class DoctorSettings:
 
 
 @dataclass(frozen=True)
+class BuildSettings:
+    # The app's git checkout (build context); the image tag is its commit SHA.
+    source: Path | None = None
+    dockerfile: str = "Dockerfile"
+    args: dict[str, str] = field(default_factory=dict)
+    # Pass the operator's CA bundle into the build (TLS-intercepting proxies).
+    ca_bundle: bool = False
+
+
+@dataclass(frozen=True)
+class MigrateSettings:
+    # Run once per deploy in a one-off container of the new image with the new env.
+    command: str = "npx prisma migrate deploy"
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image not built by us (proxy, accessories)."""
+
+    image: str
+    # True: ``image`` is a path in this environment's registry (pulled like the app).
+    from_registry: bool = False
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    image: ImageRef = ImageRef("nginx:1.27")
+    # Port nginx listens on, on the web host.
+    port: int = 80
+
+
+@dataclass(frozen=True)
+class Accessory:
+    """A long-lived service container (Postgres, Redis) on one host."""
+
+    name: str
+    host: str
+    image: ImageRef
+    port: int
+    # Where the service keeps data inside its container (a named volume is mounted there).
+    data_path: str
+    # Names of variables passed from the env file (values never in argv).
+    env: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SandboxSettings:
     network: str
     subnet: str
@@ -115,6 +163,10 @@ class Environment:
     doctor: DoctorSettings
     s3: S3Settings | None = None
     sandbox: SandboxSettings | None = None
+    build: BuildSettings = BuildSettings()
+    migrate: MigrateSettings = MigrateSettings()
+    proxy: ProxySettings = ProxySettings()
+    accessories: dict[str, Accessory] = field(default_factory=dict)
 
     def with_roles(self, role: str) -> list[Host]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -183,7 +235,7 @@ class _Validator:
     """Builds an ``Environment`` from parsed YAML, collecting every problem."""
 
     TOP_KEYS = {"app", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
-                "health", "deploy", "doctor", "s3", "sandbox"}
+                "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories"}
 
     def __init__(self, name: str, path: Path, root: Path):
         self.name = name
@@ -273,8 +325,10 @@ class _Validator:
             env_file=self.path_value(raw, "env_file", "env_file"),
             app_dir=self.string(raw, "app_dir", "app_dir", f"/srv/{app or 'app'}"),
             health=self.health(raw), deploy=self.deploy(raw), doctor=self.doctor(raw),
-            s3=self.s3(raw), sandbox=self.sandbox(raw),
+            s3=self.s3(raw), sandbox=self.sandbox(raw), build=self.build(raw),
+            migrate=self.migrate(raw), proxy=self.proxy(raw),
         )
+        env = dataclasses.replace(env, accessories=self.accessories(raw, env.hosts))
         if env.app_dir and not env.app_dir.startswith("/"):
             self.problem("app_dir", f"{env.app_dir!r} is not absolute", "use an absolute path like /srv/app")
         if env.sandbox:
@@ -390,6 +444,65 @@ class _Validator:
                           region=self.string(sec, "region", "s3.region", "us-east-1"),
                           endpoint_url=endpoint, path_style=self.boolean(sec, "path_style", "s3.path_style", False),
                           sse=sse)
+
+    def build(self, raw: dict) -> BuildSettings:
+        sec = self.section(raw, "build", {"source", "dockerfile", "args", "ca_bundle"})
+        args = sec.get("args") or {}
+        if not isinstance(args, dict) or not all(isinstance(k, str) and isinstance(v, (str, int))
+                                                 for k, v in args.items()):
+            self.problem("build.args", f"must map names to strings, got {args!r}", "write e.g. '{NODE_ENV: production}'")
+            args = {}
+        return BuildSettings(source=self.path_value(sec, "source", "build.source"),
+                             dockerfile=self.string(sec, "dockerfile", "build.dockerfile", "Dockerfile"),
+                             args={k: str(v) for k, v in args.items()},
+                             ca_bundle=self.boolean(sec, "ca_bundle", "build.ca_bundle", False))
+
+    def migrate(self, raw: dict) -> MigrateSettings:
+        sec = self.section(raw, "migrate", {"command", "timeout"})
+        return MigrateSettings(
+            command=self.string(sec, "command", "migrate.command", "npx prisma migrate deploy"),
+            timeout=self.number(sec, "timeout", "migrate.timeout", 600.0, lo=1, hi=86400, integer=False))
+
+    def image_ref(self, sec: dict, where: str, default: str | None) -> ImageRef:
+        image = self.string(sec, "image", f"{where}.image", default, required=default is None,
+                            pattern=IMAGE_RE, what="an image reference like 'postgres:16'")
+        return ImageRef(image or "", self.boolean(sec, "from_registry", f"{where}.from_registry", False))
+
+    def proxy(self, raw: dict) -> ProxySettings:
+        sec = self.section(raw, "proxy", {"image", "from_registry", "port"})
+        return ProxySettings(image=self.image_ref(sec, "proxy", "nginx:1.27"),
+                             port=self.number(sec, "port", "proxy.port", 80, lo=1, hi=65535))
+
+    def accessories(self, raw: dict, hosts: dict[str, Host]) -> dict[str, Accessory]:
+        value = raw.get("accessories") or {}
+        if not isinstance(value, dict):
+            self.problem("accessories", "must be a mapping of name -> settings", "see inventory/prod.yml")
+            return {}
+        result = {}
+        for name, sec in value.items():
+            where = f"accessories.{name}"
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                self.problem(where, f"name {name!r} is not valid", "use lowercase letters, digits and '-'")
+                continue
+            if not isinstance(sec, dict):
+                self.problem(where, "must be a mapping", "give it host:, image:, port:, data_path:")
+                continue
+            self.unknown_keys(sec, {"host", "image", "from_registry", "port", "data_path", "env"}, where)
+            host = self.string(sec, "host", f"{where}.host", required=True, what="a host of this inventory")
+            if host and hosts and host not in hosts:
+                self.problem(f"{where}.host", f"unknown host {host!r}", f"use one of: {', '.join(hosts)}")
+            env_names = sec.get("env") or []
+            if not isinstance(env_names, list) or not all(
+                    isinstance(n, str) and re.match(r"^[A-Z_][A-Z0-9_]*$", n) for n in env_names):
+                self.problem(f"{where}.env", f"must be a list of variable names, got {env_names!r}",
+                             "write e.g. [POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB]")
+                env_names = []
+            data_path = self.string(sec, "data_path", f"{where}.data_path", required=True,
+                                    pattern=re.compile(r"^/"), what="an absolute path inside the container")
+            result[name] = Accessory(name=name, host=host or "", image=self.image_ref(sec, where, None),
+                                     port=self.number(sec, "port", f"{where}.port", 5432, lo=1, hi=65535),
+                                     data_path=data_path or "", env=tuple(env_names))
+        return result
 
     def sandbox(self, raw: dict) -> SandboxSettings | None:
         if raw.get("sandbox") is None:
