@@ -2,9 +2,14 @@
 
 from invoke import Collection
 
-from ops.tasks import doctor, hosts, sandbox
+from ops.tasks import deploy, doctor, hosts, lock, sandbox
 
 ns = Collection()
 ns.add_task(doctor.doctor)
+ns.add_task(deploy.deploy)
+ns.add_task(deploy.rollback)
+ns.add_task(deploy.releases)
+ns.add_task(deploy.audit)
+ns.add_collection(Collection.from_module(lock), name="lock")
 ns.add_collection(Collection.from_module(hosts), name="hosts")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")

@@ -98,8 +98,6 @@ class BuildSettings:
     source: Path | None = None
     dockerfile: str = "Dockerfile"
     args: dict[str, str] = field(default_factory=dict)
-    # Pass the operator's CA bundle into the build (TLS-intercepting proxies).
-    ca_bundle: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +161,8 @@ class Environment:
     doctor: DoctorSettings
     s3: S3Settings | None = None
     sandbox: SandboxSettings | None = None
+    # Production rules for the app's env file (https URLs, no example placeholders).
+    production: bool = True
     build: BuildSettings = BuildSettings()
     migrate: MigrateSettings = MigrateSettings()
     proxy: ProxySettings = ProxySettings()
@@ -234,7 +234,7 @@ def _rel(path: Path) -> str:
 class _Validator:
     """Builds an ``Environment`` from parsed YAML, collecting every problem."""
 
-    TOP_KEYS = {"app", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
+    TOP_KEYS = {"app", "production", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
                 "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories"}
 
     def __init__(self, name: str, path: Path, root: Path):
@@ -321,6 +321,7 @@ class _Validator:
         ssh = self.ssh(raw)
         env = Environment(
             name=self.name, path=self.path, app=app or "", image=image or "",
+            production=self.boolean(raw, "production", "production", True),
             registry=self.registry(raw), ssh=ssh, hosts=self.hosts(raw, ssh.user),
             env_file=self.path_value(raw, "env_file", "env_file"),
             app_dir=self.string(raw, "app_dir", "app_dir", f"/srv/{app or 'app'}"),
@@ -446,7 +447,7 @@ class _Validator:
                           sse=sse)
 
     def build(self, raw: dict) -> BuildSettings:
-        sec = self.section(raw, "build", {"source", "dockerfile", "args", "ca_bundle"})
+        sec = self.section(raw, "build", {"source", "dockerfile", "args"})
         args = sec.get("args") or {}
         if not isinstance(args, dict) or not all(isinstance(k, str) and isinstance(v, (str, int))
                                                  for k, v in args.items()):
@@ -454,8 +455,7 @@ class _Validator:
             args = {}
         return BuildSettings(source=self.path_value(sec, "source", "build.source"),
                              dockerfile=self.string(sec, "dockerfile", "build.dockerfile", "Dockerfile"),
-                             args={k: str(v) for k, v in args.items()},
-                             ca_bundle=self.boolean(sec, "ca_bundle", "build.ca_bundle", False))
+                             args={k: str(v) for k, v in args.items()})
 
     def migrate(self, raw: dict) -> MigrateSettings:
         sec = self.section(raw, "migrate", {"command", "timeout"})

@@ -13,6 +13,7 @@ Why one place:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
@@ -120,11 +121,17 @@ class Gateway:
         self.dry_run = dry_run
         self.mask = masker or Masker()
         self.parallel = parallel or env.ssh.parallel
-        self.echo = echo
+        self._echo_lock = threading.Lock()
+        self._echo = echo
         # (host, masked command) for every mutating call seen in dry-run mode.
         self.plan: list[tuple[str, str]] = []
         self._conns: dict[str, fabric.Connection] = {}
         self._lock = threading.Lock()
+
+    def echo(self, line: str) -> None:
+        """Print one line (masked); lines from parallel hosts never interleave."""
+        with self._echo_lock:
+            self._echo(self.mask(line))
 
     # -- connections -----------------------------------------------------
     def connection(self, host: Host) -> fabric.Connection:
@@ -233,9 +240,11 @@ class Gateway:
         result = RunResult(host.name, shown, self.mask(res.stdout), self.mask(res.stderr),
                            res.exited, time.monotonic() - started)
         if check and not result.ok:
-            raise RemoteCommandFailed(
+            err = RemoteCommandFailed(
                 f"exit {result.exit_code}: {shown}" + (f": {_last_line(result.stderr)}" if result.stderr else ""),
                 host=host.name, exit_code=result.exit_code, stderr=result.stderr)
+            err.stdout = result.stdout
+            raise err
         return result
 
     def query(self, host: Host, command: Command, **kwargs) -> RunResult:
@@ -281,6 +290,40 @@ class Gateway:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise HostUnreachable(f"cannot start {shown}: {exc or type(exc).__name__}", host=host.name) from None
         return RemoteStream(channel, host.name, shown, self.mask)
+
+    @contextlib.contextmanager
+    def tunnel(self, host: Host, *, remote_port: int, local_host: str, local_port: int):
+        """Reverse tunnel: ``localhost:remote_port`` on the host reaches ``local_host:local_port`` here.
+
+        How hosts pull from a registry that lives on the operator's machine; Docker
+        treats ``localhost:PORT`` registries as insecure-allowed, so no TLS is needed.
+        """
+        if self.dry_run:
+            self.echo(f"[dry-run] {host.name}: tunnel localhost:{remote_port} -> {local_host}:{local_port}")
+            yield
+            return
+        conn = self.connection(host)
+        try:
+            with conn.forward_remote(remote_port, local_port=local_port, local_host=local_host):
+                yield
+        except paramiko.SSHException as exc:
+            raise HostError(f"cannot open reverse tunnel on port {remote_port}: {exc}", host=host.name,
+                            hint="is that port taken on the host, or AllowTcpForwarding off in sshd_config?") from None
+
+    @contextlib.contextmanager
+    def forward_local(self, host: Host, *, remote_host: str, remote_port: int):
+        """Local forward: yields a port on 127.0.0.1 here that reaches ``remote_host:remote_port``
+        as seen from ``host`` (e.g. a database on the private network)."""
+        conn = self.connection(host)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local_port = probe.getsockname()[1]
+        try:
+            with conn.forward_local(local_port, remote_port=remote_port, remote_host=remote_host,
+                                    local_host="127.0.0.1"):
+                yield local_port
+        except paramiko.SSHException as exc:
+            raise HostError(f"cannot forward to {remote_host}:{remote_port}: {exc}", host=host.name) from None
 
     # -- fleet -----------------------------------------------------------
     def map(self, fn: Callable[[Host], T], hosts: Iterable[Host] | None = None) -> HostResults[T]:

@@ -1,0 +1,154 @@
+"""The proxy's site config and the commands that check and reload it. Pure.
+
+One site per web host: nginx (container from ``ops/sandbox/docker/nginx`` or any image
+with ``/etc/nginx/conf.d`` included in ``http {}``) listens on the proxy port and proxies
+everything to the current release's container, named on the host's app network:
+Docker's embedded DNS resolves it when nginx loads the config (start or reload), so a
+deploy switches releases by rewriting this file and running ``nginx -t`` then
+``nginx -s reload`` (graceful: old workers finish their requests).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ops.commands import Argv
+from ops.commands.docker import check_name
+from ops.errors import ConfigError
+
+# host:port where host is a container name, DNS name or IPv4 address; nothing else can
+# reach the config file (no spaces, ';', '{', quotes, '$').
+UPSTREAM_RE = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}))(?::(?P<port>[0-9]{1,5}))$")
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9_.*-]{1,253}( [A-Za-z0-9_.*-]{1,253})*$")
+RELEASE_RE = re.compile(r"^[A-Za-z0-9._-]{0,128}$")
+
+# The seed app's security headers; ``always`` adds them to error responses (4xx/5xx) too.
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("X-XSS-Protection", "1; mode=block"),
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+    ("Content-Security-Policy", "default-src 'self'"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+)
+# Socket.io long-polling and WebSockets hold a request open far longer than a page load.
+SOCKET_IO_TIMEOUT = "1h"
+UPSTREAM_NAME = "app_release"
+# Multipart framing around an uploaded file: boundary lines, part headers, other fields.
+MULTIPART_HEADROOM = 64 * 1024
+
+
+def body_limit_for_upload(max_file_size: int) -> int:
+    """``client_max_body_size`` that lets through a file of exactly the app's MAX_FILE_SIZE.
+
+    The request body of an upload is the file plus multipart framing; a limit equal to
+    the file size would make nginx answer 413 before the app can give its own message.
+    """
+    if isinstance(max_file_size, bool) or not isinstance(max_file_size, int) or max_file_size <= 0:
+        raise ConfigError(f"MAX_FILE_SIZE must be a positive number of bytes, got {max_file_size!r}")
+    return max_file_size + MULTIPART_HEADROOM
+
+
+def _check_upstream(upstream: str) -> str:
+    m = UPSTREAM_RE.match(upstream) if isinstance(upstream, str) else None
+    if not m or not 1 <= int(m["port"]) <= 65535 or m["host"].endswith((".", "-")):
+        raise ConfigError(f"invalid proxy upstream {upstream!r}",
+                          hint="write host:port with letters, digits, '.', '-', '_' only "
+                               "(e.g. athlete-platform-web-3f9c2d1:3000)")
+    return upstream
+
+
+def _check_int(value: int, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"invalid {what} {value!r}", hint=f"use an integer {lo}-{hi}")
+    return value
+
+
+def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, server_name: str = "_",
+                     release: str = "") -> str:
+    """The whole ``conf.d/<app>.conf``: one server proxying to ``upstream``."""
+    _check_upstream(upstream)
+    _check_int(listen_port, "listen port", 1, 65535)
+    _check_int(max_body_bytes, "max body size (bytes)", 1, 2**40)
+    if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
+        raise ConfigError(f"invalid server_name {server_name!r}",
+                          hint="host names separated by single spaces, or '_' for any")
+    if not isinstance(release, str) or not RELEASE_RE.match(release):
+        raise ConfigError(f"invalid release {release!r}", hint="letters, digits, '.', '_', '-' (a git SHA)")
+
+    headers = [f'    add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS]
+    if release:
+        headers.append(f'    add_header X-Release "{release}" always;')
+    # The app may set its own copy of these; ours must be the only one the browser sees.
+    hidden = [f"    proxy_hide_header {name};" for name, _ in SECURITY_HEADERS] + ["    proxy_hide_header X-Powered-By;"]
+    lines = [
+        f"# Rendered by ops (ops/commands/nginx.py) for release {release or '(none)'}: edits here are overwritten.",
+        "",
+        "# WebSocket upgrade: pass the client's Upgrade on; otherwise an empty Connection header",
+        "# keeps the upstream keepalive connection reusable.",
+        "map $http_upgrade $connection_upgrade {",
+        "    default upgrade;",
+        "    ''      '';",
+        "}",
+        "",
+        f"upstream {UPSTREAM_NAME} {{",
+        "    # NOTE: the same server twice on purpose: with a single entry nginx never retries",
+        "    # (proxy_next_upstream needs a second peer); max_fails=0 never marks it down.",
+        f"    server {upstream} max_fails=0;",
+        f"    server {upstream} max_fails=0;",
+        "    keepalive 32;",
+        "}",
+        "",
+        "server {",
+        f"    listen {listen_port} default_server;",
+        f"    server_name {server_name};",
+        "",
+        f"    client_max_body_size {max_body_bytes};",
+        "",
+        *headers,
+        "",
+        "    proxy_http_version 1.1;",
+        "    proxy_set_header Host $http_host;",
+        "    proxy_set_header Upgrade $http_upgrade;",
+        "    proxy_set_header Connection $connection_upgrade;",
+        "    proxy_set_header X-Real-IP $remote_addr;",
+        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "    proxy_set_header X-Forwarded-Proto $scheme;",
+        "    proxy_set_header X-Forwarded-Host $http_host;",
+        *hidden,
+        "",
+        "    proxy_connect_timeout 5s;",
+        "    proxy_read_timeout 60s;",
+        "    # A refused or timed-out connection is retried once; a request the upstream already",
+        "    # answered (or any non-idempotent one, e.g. POST) is never sent twice.",
+        "    proxy_next_upstream error timeout;",
+        "    proxy_next_upstream_tries 2;",
+        "    proxy_next_upstream_timeout 10s;",
+        "",
+        "    location /socket.io/ {",
+        f"        proxy_pass http://{UPSTREAM_NAME};",
+        f"        proxy_read_timeout {SOCKET_IO_TIMEOUT};",
+        f"        proxy_send_timeout {SOCKET_IO_TIMEOUT};",
+        "        proxy_buffering off;",
+        "    }",
+        "",
+        "    location / {",
+        f"        proxy_pass http://{UPSTREAM_NAME};",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def nginx_test_argv(container: str) -> Argv:
+    """Check the config the container would load; fails (non-zero) on a bad file or an
+    upstream name that does not resolve."""
+    return ("docker", "exec", check_name(container), "nginx", "-t")
+
+
+def nginx_reload_argv(container: str) -> Argv:
+    """Graceful reload: new workers take the new config, old ones finish their requests."""
+    return ("docker", "exec", check_name(container), "nginx", "-s", "reload")
+
+
+__all__ = ["SECURITY_HEADERS", "body_limit_for_upload", "nginx_reload_argv", "nginx_test_argv", "render_site_conf"]

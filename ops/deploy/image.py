@@ -1,0 +1,100 @@
+"""The release image: version from git, build, push, pull on every host."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops import local, registry
+from ops.deploy.release import VERSION_RE
+from ops.errors import ConfigError, LocalToolError
+from ops.inventory import Environment, Host
+from ops.remote import Gateway
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    sha: str
+    dirty: tuple[str, ...]
+
+
+def git_source(path: Path | None) -> Source:
+    if path is None:
+        raise ConfigError("no build.source in the inventory: nothing to build",
+                          hint="set build.source to the app's git checkout, or deploy a pushed image with --version TAG")
+    if not path.is_dir():
+        raise ConfigError(f"build.source {path} does not exist", hint="point build.source at the app's git checkout")
+    try:
+        sha = local.run(("git", "-C", str(path), "rev-parse", "HEAD"), timeout=30).stdout.decode().strip()
+        status = local.run(("git", "-C", str(path), "status", "--porcelain", "--", "."), timeout=60)
+    except LocalToolError as exc:
+        raise ConfigError(f"build.source {path} is not a git checkout with a commit ({exc.message})",
+                          hint="commit the app, or deploy a pushed image with --version TAG") from None
+    dirty = tuple(line[3:] for line in status.stdout.decode().splitlines() if line.strip())
+    return Source(path, sha, dirty)
+
+
+def version_for(source: Source, *, allow_dirty: bool) -> str:
+    """Tag = the commit SHA (12 hex). A dirty tree is refused: the tag would lie about the code."""
+    tag = source.sha[:12]
+    if source.dirty:
+        if not allow_dirty:
+            shown = ", ".join(source.dirty[:5]) + (f" (+{len(source.dirty) - 5} more)" if len(source.dirty) > 5 else "")
+            raise ConfigError(f"uncommitted changes in {source.path}: {shown}",
+                              hint="commit or stash them, or pass --allow-dirty (the tag gets a -dirty suffix)")
+        tag = f"{tag}-dirty-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    return tag
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.match(version):
+        raise ConfigError(f"--version {version!r} is not a valid image tag",
+                          hint="use letters, digits, '_', '.', '-' (max 128), e.g. a git SHA")
+    return version
+
+
+def build_argv(env: Environment, source: Source, tag: str) -> tuple[str, ...]:
+    ref, _ = registry.app_refs(env, tag)
+    argv = ["docker", "build", "--file", str(source.path / env.build.dockerfile), "--tag", ref,
+            "--label", f"ops.app={env.app}", "--label", f"org.opencontainers.image.revision={source.sha}"]
+    for name, value in sorted(env.build.args.items()):
+        argv += ["--build-arg", f"{name}={value}"]
+    argv.append(str(source.path))
+    return tuple(argv)
+
+
+def build_and_push(env: Environment, source: Source, tag: str, say) -> str:
+    """Build and push the app image; return its registry digest (sha256:...)."""
+    ref, _ = registry.app_refs(env, tag)
+    say(f"building {ref} from {source.path} ({source.sha[:12]})")
+    local.run(build_argv(env, source, tag), timeout=1800)
+    say(f"pushing {ref}")
+    local.run(("docker", "push", ref), timeout=1800)
+    return local_digest(ref)
+
+
+def local_digest(ref: str) -> str:
+    out = local.run(("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref),
+                    timeout=60).stdout.decode()
+    repo = ref.rsplit(":", 1)[0]
+    for line in out.split():
+        name, _, digest = line.partition("@")
+        if name == repo:
+            return digest
+    return ""
+
+
+def image_present(gw: Gateway, host: Host, ref: str) -> bool:
+    return gw.query(host, ("docker", "image", "inspect", "--format", "{{.Id}}", ref), check=False).ok
+
+
+def pull(gw: Gateway, host: Host, ref: str) -> str:
+    """Pull ``ref`` on ``host`` unless it is already there; return the host's repo digest."""
+    if not image_present(gw, host, ref):
+        with registry.registry_access(gw, host):
+            gw.run(host, ("docker", "pull", "--quiet", ref), timeout=1800)
+    res = gw.query(host, ("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref),
+                   check=False)
+    return next((line.partition("@")[2] for line in res.stdout.split() if "@" in line), "")

@@ -1,0 +1,389 @@
+"""``inv deploy`` and ``inv rollback``: the orchestration.
+
+Deploy order, and what a failure at each step leaves behind:
+
+1. env file validated, every host preflighted     -> nothing touched anywhere
+2. environment lock taken on every host            -> released on every exit path
+3. image built + pushed (or --version), pulled on every web host -> nothing serving changed
+4. release env file written on every web host (0600, per release)
+5. migrate command run once, new image, new env    -> failure: nothing switched
+6. web hosts switched in batches                   -> failure: every touched host back
+                                                      on its previous release
+7. history, audit (hosts + S3) recorded
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ops import audit, s3
+from ops.appenv import check_env_file, secret_values
+from ops.commands import shell
+from ops.commands.nginx import body_limit_for_upload
+from ops.db import DatabaseURL, applied_migrations, connect_via
+from ops.deploy import image as images
+from ops.deploy.migrate import MigrationReport, run_migrations
+from ops.deploy.release import (
+    Release,
+    append_history,
+    current_release_id,
+    env_checksum,
+    previous_good,
+    read_history,
+    release_id,
+)
+from ops.deploy.switch import AppSettings, ensure_network, switch_host
+from ops.errors import ConfigError, OpsError
+from ops.inventory import Environment, Host
+from ops.layout import Layout
+from ops.lock import EnvironmentLock, Holder
+from ops.masking import Masker
+from ops.registry import app_refs
+from ops.remote import FleetError, Gateway
+
+Say = Callable[[str], None]
+
+
+class DeployFailed(OpsError):
+    """The deploy stopped; the message says where and what state the fleet is in."""
+
+
+@dataclass
+class DeployRequest:
+    version: str | None = None
+    batch: int | None = None
+    dry_run: bool = False
+    allow_dirty: bool = False
+    lock_wait: float = 0.0
+    health_timeout: float | None = None
+
+
+@dataclass
+class DeployResult:
+    release: Release
+    hosts: list[str]
+    migrations: MigrationReport = field(default_factory=MigrationReport)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AppEnv:
+    """The validated env file of the app: raw bytes to upload, values to read."""
+
+    content: bytes
+    values: dict[str, str]
+
+    @classmethod
+    def load(cls, env: Environment, masker: Masker) -> AppEnv:
+        if env.env_file is None:
+            raise ConfigError(f"no env_file in {env.path.name}", hint="set env_file to the app's .env file")
+        values = check_env_file(env.env_file, production=env.production)
+        masker.add(*secret_values(values))
+        return cls(docker_env_file(values), values)
+
+    def app_settings(self) -> AppSettings:
+        size = self.values.get("MAX_FILE_SIZE")  # validated: a positive integer when set
+        return AppSettings(upload_dir=self.values.get("FILE_UPLOAD_DIR") or AppSettings.upload_dir,
+                           max_body_bytes=body_limit_for_upload(int(size) if size else 10 * 1024 * 1024))
+
+    @property
+    def database(self) -> DatabaseURL:
+        return DatabaseURL.parse(self.values.get("DATABASE_URL", ""))
+
+
+def docker_env_file(values: dict[str, str]) -> bytes:
+    """The validated values as ``docker run --env-file`` reads them.
+
+    NOTE: docker takes each line literally (no quotes, no comments, no ${VAR}), so
+    the file is rebuilt from the parsed values: the container gets exactly what
+    was validated, not ``10485760  # 10MB``.
+    """
+    lines = []
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            raise ConfigError(f"{name}: contains a line break, which docker --env-file cannot carry",
+                              hint="put the value on one line (e.g. base64 it)")
+        lines.append(f"{name}={value}\n")
+    return "".join(lines).encode()
+
+
+@contextlib.contextmanager
+def shielded_from_ctrl_c(say: Say):
+    """Finish cleanup (rollback, unlock) even if Ctrl-C is pressed again meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: say("cleanup in progress: not interrupting it"))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def preflight(gw: Gateway, hosts: list[Host]) -> None:
+    """Every host reachable, Docker usable, app_dir writable: else stop before touching anything."""
+    app_dir = gw.env.app_dir
+
+    def check(host: Host) -> None:
+        gw.query(host, ("docker", "version", "--format", "{{.Server.Version}}"))
+        writable = gw.query(host, shell('d={p}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; test -w "$d"',
+                                        p=app_dir), check=False)
+        if not writable.ok:
+            raise OpsError(f"{app_dir} is not writable by {host.user}",
+                           hint=f"create it once: sudo install -d -o {host.user} {app_dir}")
+
+    gw.map(check, hosts).raise_if_failed("preflight")
+
+
+def central_audit(env: Environment, values: dict[str, str]):
+    if env.s3 is None:
+        return None
+
+    def put(event: audit.AuditEvent) -> None:
+        day = event.time[:10].replace("-", "/")
+        s3.put_json(env, s3.key(env, "audit", env.name, day, f"{event.time}-{event.action}-{event.id}.json"),
+                    vars(event), values)
+
+    return put
+
+
+def _upload_env(gw: Gateway, host: Host, release: Release, content: bytes) -> None:
+    layout = Layout(gw.env)
+    gw.run(host, ("mkdir", "-p", "-m", "700", layout.release_dir(release.id)))
+    gw.put(host, content, layout.release_env(release.id), mode=0o600)
+
+
+class Deployment:
+    """One deploy or rollback run against one environment."""
+
+    def __init__(self, env: Environment, req: DeployRequest, say: Say):
+        self.env = env
+        self.req = req
+        self.say = say
+        self.masker = Masker()
+        self.app_env = AppEnv.load(env, self.masker)
+        self.gw = Gateway(env, dry_run=req.dry_run, masker=self.masker, echo=say)
+        self.web = env.with_roles("web")
+        self.all_hosts = list(env.hosts.values())
+        self.warnings: list[str] = []
+
+    def close(self) -> None:
+        self.gw.close()
+
+    # -- helpers ---------------------------------------------------------
+    def _audit(self, action: str, outcome: str, version: str | None, detail: str = "") -> None:
+        event = audit.AuditEvent(env=self.env.name, action=action, outcome=outcome, version=version,
+                                 detail=self.masker(detail), hosts=[h.name for h in self.web])
+        self.warnings += audit.record(self.gw, event, self.all_hosts,
+                                      central=central_audit(self.env, self.app_env.values))
+
+    def _previous(self) -> dict[str, Release | None]:
+        """What each web host serves now: where a failed switch puts it back."""
+        results = self.gw.map(lambda h: current_release(self.gw, h), self.web)
+        results.raise_if_failed("reading release history")
+        return results.ok
+
+    def _switch_all(self, release: Release, previous: dict[str, Release | None]) -> None:
+        batch = self.req.batch or self.env.deploy.batch_size
+        app = self.app_env.app_settings()
+        timeout = self.req.health_timeout or self.env.health.timeout
+        touched: list[Host] = []
+        try:
+            for start in range(0, len(self.web), batch):
+                group = self.web[start:start + batch]
+                touched += group
+                self.say(f"switching {', '.join(h.name for h in group)} to {release.version}")
+                results = self.gw.map(lambda h: switch_host(self.gw, h, release, app, health_timeout=timeout), group)
+                for name in results.ok:
+                    self.say(f"  {name}: serving {release.version}")
+                if results.failed:
+                    raise FleetError(f"switch to {release.version}", results.failed, total=len(group))
+        except BaseException as exc:
+            with shielded_from_ctrl_c(self.say):
+                why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                self.say(f"deploy {why}: putting {', '.join(h.name for h in touched)} back on the previous release")
+                rolled = self._roll_back_hosts(touched, release, previous, app, timeout)
+            raise DeployFailed(f"deploy of {release.version} {why} during the switch: {exc}".rstrip()
+                               + f"\n{rolled}") from None
+
+    def _roll_back_hosts(self, hosts: list[Host], failed: Release, previous: dict[str, Release | None],
+                         app: AppSettings, timeout: float) -> str:
+        lines = []
+
+        def back(host: Host) -> str:
+            prev = previous.get(host.name)
+            append_history(self.gw, host, failed, "rolled-back")
+            if prev is None:
+                self.gw.run(host, ("docker", "rm", "--force", Layout(self.env).web_container(failed.id)), check=False)
+                return "no previous release: new container removed"
+            switch_host(self.gw, host, prev, app, health_timeout=timeout)
+            return f"back on {prev.version}"
+
+        results = self.gw.map(back, hosts)
+        for name, msg in results.ok.items():
+            lines.append(f"  {name}: {msg}")
+        for name, err in results.failed.items():
+            lines.append(f"  {name}: ROLLBACK FAILED: {err} — see RUNBOOK.md 'failed deploy'")
+        return "\n".join(lines)
+
+    # -- deploy ----------------------------------------------------------
+    def deploy(self) -> DeployResult:
+        gw, env, req = self.gw, self.env, self.req
+        self.say(f"preflight: {len(self.all_hosts)} host(s)")
+        preflight(gw, self.all_hosts)
+        database = self.app_env.database
+
+        if req.version:
+            tag = images.check_version(req.version)
+            digest = ""
+        else:
+            source = images.git_source(env.build.source)
+            tag = images.version_for(source, allow_dirty=req.allow_dirty)
+            if req.dry_run:
+                self.say(f"[dry-run] build and push {app_refs(env, tag)[0]} from {source.path}")
+                digest = ""
+            else:
+                digest = images.build_and_push(env, source, tag, self.say)
+        _, host_ref = app_refs(env, tag)
+        release = Release(id=release_id(tag, audit.utcnow()), version=tag, image=host_ref, digest=digest,
+                          env_sha256=env_checksum(self.app_env.content))
+
+        with EnvironmentLock(gw, self.all_hosts, Holder("deploy", tag), wait=req.lock_wait):
+            self._audit("deploy", "started", tag)
+            try:
+                result = self._deploy_locked(release, database)
+            except BaseException as exc:
+                with shielded_from_ctrl_c(self.say):
+                    self._audit("deploy", "failed", tag, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise
+            self._audit("deploy", "ok", tag, f"release {release.id}")
+            result.warnings = self.warnings
+            return result
+
+    def _deploy_locked(self, release: Release, database: DatabaseURL) -> DeployResult:
+        gw = self.gw
+        self.say(f"pulling {release.image} on {', '.join(h.name for h in self.web)}")
+        pulled = gw.map(lambda h: images.pull(gw, h, release.image), self.web)
+        pulled.raise_if_failed(f"pull {release.image}")
+        release.digest = release.digest or next((d for d in pulled.ok.values() if d), "")
+
+        gw.map(lambda h: _upload_env(gw, h, release, self.app_env.content), self.web).raise_if_failed("env upload")
+        previous = self._previous()
+
+        first = self.web[0]
+        self.say(f"migrating on {first.name}: {self.env.migrate.command}")
+        ensure_network(gw, first)
+        migrations = run_migrations(gw, first, release, database)
+        for name in migrations.applied:
+            self.say(f"  applied {name}")
+
+        self._switch_all(release, previous)
+        gw.map(lambda h: append_history(gw, h, release, "current"), self.web).raise_if_failed("history")
+        self._central_release(release, "current")
+        return DeployResult(release, [h.name for h in self.web], migrations)
+
+    # -- rollback --------------------------------------------------------
+    def rollback(self, to: str | None) -> DeployResult:
+        gw = self.gw
+        preflight(gw, self.all_hosts)
+        with EnvironmentLock(gw, self.all_hosts, Holder("rollback", to), wait=self.req.lock_wait):
+            self._audit("rollback", "started", to)
+            try:
+                result = self._rollback_locked(to)
+            except BaseException as exc:
+                with shielded_from_ctrl_c(self.say):
+                    self._audit("rollback", "failed", to, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise
+            self._audit("rollback", "ok", result.release.version, f"release {result.release.id}")
+            result.warnings = self.warnings
+            return result
+
+    def _rollback_locked(self, to: str | None) -> DeployResult:
+        gw = self.gw
+        previous = self._previous()
+
+        def target_of(host: Host) -> Release:
+            current = previous.get(host.name)
+            target = previous_good(read_history(gw, host), current.id if current else None, version=to)
+            if target is None:
+                what = f"version {to}" if to else "a release before the current one"
+                raise OpsError(f"no {what} in this host's history", hint=f"see: inv releases --host {self.env.name}")
+            if not gw.query(host, ("test", "-f", Layout(self.env).release_env(target.id)), check=False).ok:
+                raise OpsError(f"the env file of release {target.id} is gone from the host",
+                               hint="deploy that version again with: inv deploy --version " + target.version)
+            return target
+
+        targets = gw.map(target_of, self.web)
+        targets.raise_if_failed("rollback target")
+        ids = {r.id for r in targets.ok.values()}
+        if len(ids) != 1:
+            raise OpsError("web hosts disagree on the release to roll back to: "
+                           + ", ".join(f"{h}={r.id}" for h, r in targets.ok.items()),
+                           hint="name one with --to VERSION")
+        release = next(iter(targets.ok.values()))
+        self.say(f"rolling back to {release.version} (release {release.id})")
+        # The image is still there when its container was retained: no pull then.
+        gw.map(lambda h: images.pull(gw, h, release.image), self.web).raise_if_failed(f"pull {release.image}")
+        self._switch_all(release, previous)
+        gw.map(lambda h: append_history(gw, h, release, "current", via="rollback"),
+               self.web).raise_if_failed("history")
+        self._central_release(release, "current")
+        result = DeployResult(release, [h.name for h in self.web])
+        result.migrations = self._migrations_since(release)
+        return result
+
+    def _migrations_since(self, release: Release) -> MigrationReport:
+        """Migrations applied after ``release`` was made: a rollback does not reverse them."""
+        report = MigrationReport()
+        if self.gw.dry_run:
+            return report
+        try:
+            with connect_via(self.gw, self.web[0], self.app_env.database) as conn:
+                rows = applied_migrations(conn)
+        except OpsError as exc:
+            self.warnings.append(f"could not list migrations since {release.version}: {exc}")
+            return report
+        made = datetime.fromisoformat(release.time.replace("Z", "+00:00"))
+        report.after = [r["migration_name"] for r in rows if r["finished_at"] and r["finished_at"] > made]
+        return report
+
+    def _central_release(self, release: Release, outcome: str) -> None:
+        if self.env.s3 is None or self.gw.dry_run:
+            return
+        try:
+            s3.put_json(self.env, s3.key(self.env, "releases", self.env.name, f"{release.id}.json"),
+                        {**vars(release), "outcome": outcome, "hosts": [h.name for h in self.web]},
+                        self.app_env.values)
+        except Exception as exc:  # noqa: BLE001 - the deploy itself succeeded
+            self.warnings.append(f"central release record failed: {type(exc).__name__}: {self.masker(str(exc))}")
+
+
+def current_release(gw: Gateway, host: Host) -> Release | None:
+    rid = current_release_id(gw, host)
+    if not rid:
+        return None
+    for entry in reversed(read_history(gw, host)):
+        if entry.get("id") == rid:
+            return Release.from_record(entry)
+    return None
+
+
+def deploy(env: Environment, req: DeployRequest, say: Say) -> DeployResult:
+    run = Deployment(env, req, say)
+    try:
+        return run.deploy()
+    finally:
+        run.close()
+
+
+def rollback(env: Environment, req: DeployRequest, to: str | None, say: Say) -> DeployResult:
+    run = Deployment(env, req, say)
+    try:
+        return run.rollback(to)
+    finally:
+        run.close()

@@ -1,0 +1,202 @@
+"""Per-host steps of a rolling switch behind nginx.
+
+On each web host the app runs as ``<app>-web-<release>`` on the network
+``<app>-net``; nginx runs as ``<app>-proxy`` on the same network, publishing the
+site, and proxies to whichever app container its config names. Switching =
+start the new container, wait for its health check, rewrite the nginx config,
+``nginx -t`` then a graceful reload (old workers finish their requests), check the
+site answers with the new release, then stop the old container (SIGTERM: it
+drains). Old containers are kept stopped, the newest ``keep_releases``, so a
+rollback is a ``docker start`` away.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ops import registry
+from ops.commands import shell
+from ops.commands.nginx import nginx_reload_argv, nginx_test_argv, render_site_conf
+from ops.deploy.release import Release, set_current
+from ops.errors import HostError, OpsError
+from ops.inventory import Host
+from ops.layout import Layout
+from ops.remote import Gateway
+
+CONTAINER_PORT_LABEL = "ops.role"
+HEALTH_POLL = 0.5
+# Seconds an old container gets after SIGTERM to finish in-flight requests.
+STOP_TIMEOUT = 30
+# Seconds between the nginx reload and stopping the old container: old nginx
+# workers finish the requests they hold against it meanwhile.
+DRAIN_SECONDS = 2.0
+
+
+class HealthCheckFailed(HostError):
+    """The new container never answered its health check."""
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What the switch needs to know of the app's env (non-secret values only)."""
+
+    upload_dir: str = "/var/app/uploads"
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+def ensure_network(gw: Gateway, host: Host) -> None:
+    net = Layout(gw.env).network
+    gw.run(host, shell("docker network inspect {n} >/dev/null 2>&1 || docker network create {n} >/dev/null", n=net))
+
+
+def container_state(gw: Gateway, host: Host, name: str) -> str | None:
+    """``running``, ``exited``, ... or None when there is no such container."""
+    res = gw.query(host, ("docker", "inspect", "--format", "{{.State.Status}}", name), check=False)
+    return res.stdout.strip() if res.ok else None
+
+
+def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings) -> str:
+    """Start (or restart a retained) container for ``release``; return its name."""
+    layout = Layout(gw.env)
+    name = layout.web_container(release.id)
+    state = container_state(gw, host, name)
+    if state == "running":
+        return name
+    if state is not None:
+        gw.run(host, ("docker", "start", name))
+        return name
+    argv = ("docker", "run", "--detach", "--name", name, "--network", layout.network,
+            "--restart", "unless-stopped",
+            "--env-file", layout.release_env(release.id),
+            # Non-secret identity of the release, so the app can show it.
+            "--env", f"APP_VERSION={release.version}", "--env", f"APP_RELEASE={release.id}",
+            "--env", f"PORT={gw.env.health.port}",
+            # Published on the host's loopback only, for the health check from the host.
+            "--publish", f"127.0.0.1::{gw.env.health.port}",
+            "--volume", f"{gw.env.app}-uploads:{app.upload_dir}",
+            "--label", f"ops.app={gw.env.app}", "--label", "ops.role=web",
+            "--label", f"ops.release={release.id}", "--label", f"ops.version={release.version}",
+            "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
+            release.image)
+    gw.run(host, argv)
+    return name
+
+
+def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
+    """Poll the container's health path from the host until 200, or fail with its logs."""
+    if gw.dry_run:
+        gw.echo(f"[dry-run] {host.name}: wait for {name} {gw.env.health.path} to answer 200 (max {timeout:g}s)")
+        return
+    port_line = gw.query(host, ("docker", "port", name, f"{gw.env.health.port}/tcp")).stdout.split()
+    address = port_line[0] if port_line else ""
+    url = f"http://{address}{gw.env.health.path}"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        res = gw.query(host, ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", url), check=False)
+        if res.stdout.strip() == "200":
+            return
+        last = res.stdout.strip() or res.stderr.strip()
+        state = container_state(gw, host, name)
+        if state != "running" or time.monotonic() >= deadline:
+            logs = gw.query(host, ("docker", "logs", "--tail", "30", name), check=False)
+            tail = (logs.stdout + logs.stderr).strip().splitlines()[-30:]
+            why = f"container {state}" if state != "running" else f"no 200 within {timeout:g}s (last: {last})"
+            raise HealthCheckFailed(
+                f"{name} failed its health check {gw.env.health.path}: {why}\n    "
+                + "\n    ".join(tail or ["(no logs)"]),
+                host=host.name, hint="fix the app, or raise health.timeout if it only starts slowly")
+        time.sleep(HEALTH_POLL)
+
+
+def ensure_proxy(gw: Gateway, host: Host, upstream_container: str, app: AppSettings, release: Release) -> None:
+    """Point nginx at ``upstream_container`` (start the proxy the first time)."""
+    layout = Layout(gw.env)
+    conf = render_site_conf(upstream=f"{upstream_container}:{gw.env.health.port}",
+                            listen_port=80, max_body_bytes=app.max_body_bytes, release=release.id)
+    conf_dir = layout.proxy_conf_dir
+    gw.run(host, ("mkdir", "-p", conf_dir))
+    site = f"{conf_dir}/{gw.env.app}.conf"
+    previous = gw.query(host, shell("cat {p} 2>/dev/null || true", p=site)).stdout
+    gw.put(host, conf.encode(), f"{site}.new", mode=0o644)
+    gw.run(host, ("mv", f"{site}.new", site))
+    proxy = layout.proxy_container
+    state = container_state(gw, host, proxy)
+    if state is None:
+        gw.run(host, ("docker", "run", "--detach", "--name", proxy, "--network", layout.network,
+                      "--restart", "unless-stopped",
+                      "--publish", f"{gw.env.proxy.port}:80",
+                      "--volume", f"{conf_dir}:/etc/nginx/conf.d:ro",
+                      "--label", f"ops.app={gw.env.app}", "--label", "ops.role=proxy",
+                      registry.service_ref(gw.env, gw.env.proxy.image)))
+        return
+    if state != "running":
+        gw.run(host, ("docker", "start", proxy))
+    test = gw.run(host, nginx_test_argv(proxy), check=False)
+    if not test.ok:
+        # Put the last good config back so a later reload cannot pick up the bad one.
+        if previous:
+            gw.put(host, previous.encode(), site, mode=0o644)
+        raise HostError(f"nginx rejected the new config: {test.stderr.strip().splitlines()[-1:]}",
+                        host=host.name, hint="the proxy still serves the previous release")
+    gw.run(host, nginx_reload_argv(proxy))
+
+
+def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.0) -> None:
+    """After a reload, the site (through nginx) answers 200 with the new release."""
+    if gw.dry_run:
+        return
+    url = f"http://127.0.0.1:{gw.env.proxy.port}{gw.env.health.path}"
+    deadline = time.monotonic() + timeout
+    while True:
+        res = gw.query(host, ("curl", "-sS", "-D", "-", "-o", "/dev/null", "-m", "3", url), check=False)
+        headers = res.stdout.lower()
+        if " 200" in headers.split("\r\n", 1)[0] and f"x-app-version: {release.version}".lower() in headers:
+            return
+        if time.monotonic() >= deadline:
+            status = res.stdout.split("\r\n", 1)[0] or res.stderr.strip()
+            raise HostError(f"site does not serve {release.version} through nginx after the switch ({status})",
+                            host=host.name)
+        time.sleep(HEALTH_POLL)
+
+
+def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
+    """(name, release id, state) of this app's web containers, newest release first."""
+    res = gw.query(host, ("docker", "ps", "--all", "--filter", f"label=ops.app={gw.env.app}",
+                          "--filter", "label=ops.role=web",
+                          "--format", '{{.Names}} {{.Label "ops.release"}} {{.State}}'))
+    rows = [tuple(line.split()) for line in res.stdout.splitlines() if len(line.split()) == 3]
+    return sorted(rows, key=lambda r: r[1], reverse=True)
+
+
+def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
+    """Stop every other web container (graceful), keep the newest N stopped, remove the rest."""
+    if not gw.dry_run:
+        time.sleep(DRAIN_SECONDS)
+    keep = gw.env.deploy.keep_releases
+    kept = 0
+    for name, _rid, state in web_containers(gw, host):
+        if name == keep_running:
+            continue
+        if state == "running":
+            gw.run(host, ("docker", "stop", "--time", str(STOP_TIMEOUT), name), timeout=STOP_TIMEOUT + 30)
+        if kept < keep:
+            kept += 1
+        else:
+            gw.run(host, ("docker", "rm", name))
+
+
+def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
+    """Make ``release`` the one serving on ``host``; on failure the host keeps serving what it served."""
+    ensure_network(gw, host)
+    name = start_container(gw, host, release, app)
+    try:
+        wait_healthy(gw, host, name, health_timeout)
+    except OpsError:
+        gw.run(host, ("docker", "rm", "--force", name), check=False)
+        raise
+    ensure_proxy(gw, host, name, app, release)
+    wait_serving(gw, host, release)
+    set_current(gw, host, release.id)
+    retire_others(gw, host, name)

@@ -1,0 +1,115 @@
+"""``inv deploy``, ``inv rollback``, ``inv releases``, ``inv audit``."""
+
+from __future__ import annotations
+
+from ops.audit import read_log
+from ops.deploy.pipeline import DeployRequest
+from ops.deploy.pipeline import deploy as run_deploy
+from ops.deploy.pipeline import rollback as run_rollback
+from ops.deploy.release import current_release_id, read_history, releases_from_history
+from ops.errors import ConfigError
+from ops.inventory import Target, resolve_target
+from ops.remote import Gateway
+from ops.table import format_table
+from ops.tasks import ops_task, print_json
+
+HOST_HELP = "environment to act on (prod); deploys and rollbacks take the whole environment"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _whole_environment(spec: str) -> Target:
+    target = resolve_target(spec)
+    if len(target.hosts) != len(target.env.hosts):
+        raise ConfigError(f"--host {spec!r} names one host: deploys and rollbacks take a whole environment",
+                          hint=f"use --host {target.env.name} (the fleet never stays on mixed versions)")
+    return target
+
+
+@ops_task(help={
+    "host": HOST_HELP,
+    "version": "deploy this image tag from the registry instead of building the app's checkout",
+    "batch": "web hosts switched at a time (default: deploy.batch_size)",
+    "dry_run": "print the plan per host and change nothing",
+    "allow_dirty": "build even with uncommitted changes (tag gets a -dirty suffix)",
+    "lock_wait": "seconds to wait for another deploy to finish (default: refuse at once)",
+    "health_timeout": "seconds a new container has to pass its health check (default: health.timeout)",
+})
+def deploy(c, host="", version="", batch=0, dry_run=False, allow_dirty=False, lock_wait=0.0, health_timeout=0.0):
+    """Build, push, migrate and roll the app out to every web host with zero downtime."""
+    target = _whole_environment(host)
+    if batch < 0 or lock_wait < 0 or health_timeout < 0:
+        raise ConfigError("--batch, --lock-wait and --health-timeout take positive numbers")
+    req = DeployRequest(version=version or None, batch=batch or None, dry_run=dry_run, allow_dirty=allow_dirty,
+                        lock_wait=float(lock_wait), health_timeout=float(health_timeout) or None)
+    result = run_deploy(target.env, req, _say)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if dry_run:
+        print(f"dry-run: nothing was changed (plan for {result.release.version} above)")
+        return
+    ports = target.env.sandbox.publish if target.env.sandbox else {}
+    urls = [f"http://127.0.0.1:{lp}" for h in result.hosts for lp, cp in ports.get(h, {}).items()
+            if cp == target.env.proxy.port]
+    print(f"deployed {result.release.version} (release {result.release.id}) to {', '.join(result.hosts)}"
+          + (f"; serving on {' '.join(urls)}" if urls else ""))
+
+
+@ops_task(help={"host": HOST_HELP, "to": "version to roll back to (default: the release before the current one)",
+                "dry_run": "print the plan and change nothing",
+                "lock_wait": "seconds to wait for another operation to finish"})
+def rollback(c, host="", to="", dry_run=False, lock_wait=0.0):
+    """Put every web host back on the previous (or named) release, health-gated, with its own env."""
+    target = _whole_environment(host)
+    result = run_rollback(target.env, DeployRequest(dry_run=dry_run, lock_wait=float(lock_wait)), to or None, _say)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print(f"rolled back to {result.release.version} (release {result.release.id}) on {', '.join(result.hosts)}")
+    if result.migrations.after:
+        print("NOTE: these migrations were applied after that release and were NOT reversed:")
+        for name in result.migrations.after:
+            print(f"  {name}")
+        print(f"If the old code cannot work with them, restore the database: inv restore --host {target.env.name} "
+              "--at <time before the deploy>")
+
+
+@ops_task(help={"host": "environment (prod) or env:host", "json": "print JSON"})
+def releases(c, host="", json=False):
+    """Release history per web host: version, digest, env checksum, who, when, outcome."""
+    target = resolve_target(host)
+    webs = [h for h in target.hosts if "web" in h.roles]
+    with Gateway(target.env) as gw:
+        results = gw.map(lambda h: (current_release_id(gw, h), releases_from_history(read_history(gw, h))), webs)
+    results.raise_if_failed("reading release history")
+    if json:
+        print_json({name: {"current": cur, "releases": rows} for name, (cur, rows) in results.ok.items()})
+        return
+    rows = []
+    for name, (current, entries) in results.ok.items():
+        for e in entries:
+            rows.append([name, ("* " if e["id"] == current else "  ") + e["id"], e.get("version", ""),
+                         (e.get("digest") or "-")[:19], (e.get("env_sha256") or "-")[:12], e.get("actor", ""),
+                         e.get("outcome", "")])
+    print(format_table(["HOST", "RELEASE (* current)", "VERSION", "DIGEST", "ENV SHA256", "BY", "OUTCOME"], rows))
+
+
+@ops_task(help={"host": "environment (prod) or env:host", "lines": "how many events per host", "json": "print JSON"})
+def audit(c, host="", lines=20, json=False):
+    """The audit trail of deploys, rollbacks and lock actions, per host."""
+    target = resolve_target(host)
+    with Gateway(target.env) as gw:
+        results = gw.map(lambda h: read_log(gw, h, last=lines), list(target.hosts))
+    results.raise_if_failed("reading the audit log")
+    if json:
+        print_json(results.ok)
+        return
+    events = {}
+    for name, evs in results.ok.items():
+        for ev in evs:
+            events.setdefault(ev.get("id"), (ev, []))[1].append(name)
+    rows = [[ev.get("time", "")[:19], ev.get("action", ""), ev.get("outcome", ""), ev.get("version") or "-",
+             ev.get("actor", ""), ",".join(hosts), ev.get("detail", "")[:60]]
+            for ev, hosts in sorted(events.values(), key=lambda x: x[0].get("time", ""))]
+    print(format_table(["TIME (UTC)", "ACTION", "OUTCOME", "VERSION", "BY", "ON", "DETAIL"], rows))
