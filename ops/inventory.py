@@ -25,9 +25,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
 
 ROLES = ("web", "db")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 # Docker image references: lowercase path components, optional registry host:port.
-IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*$")
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*\Z")
 
 
 @dataclass(frozen=True)

@@ -42,14 +42,14 @@ def looks_secret(name: str) -> bool:
 
 # -- validation -------------------------------------------------------------------------
 def check_name(value: str, what: str = "container name") -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ConfigError(f"invalid {what} {value!r}",
                           hint="use letters, digits, '_', '.', '-' (starting with a letter or digit)")
     return value
 
 
 def check_image(ref: str) -> str:
-    if not isinstance(ref, str) or not IMAGE_REF_RE.match(ref):
+    if not isinstance(ref, str) or not IMAGE_REF_RE.fullmatch(ref):
         raise ConfigError(f"invalid image reference {ref!r}", hint="write e.g. localhost:5000/team/app:TAG")
     return ref
 
@@ -74,7 +74,7 @@ def _check_volume_source(source: str) -> str:
 
 
 def _check_duration(value: str, what: str) -> str:
-    if not DURATION_RE.match(str(value)):
+    if not DURATION_RE.fullmatch(str(value)):
         raise ConfigError(f"invalid {what} {value!r}", hint="write e.g. 5s, 500ms, 2m")
     return str(value)
 
@@ -88,7 +88,7 @@ def _check_nonneg_int(value: int, what: str) -> int:
 def _labels(labels: Mapping[str, str] | None) -> list[str]:
     out: list[str] = []
     for key, value in sorted((labels or {}).items()):
-        if not LABEL_KEY_RE.match(key) or any(c in str(value) for c in "\n\r\0"):
+        if not LABEL_KEY_RE.fullmatch(key) or any(c in str(value) for c in "\n\r\0"):
             raise ConfigError(f"invalid label {key}={value!r}", hint="lowercase dotted keys, one-line values")
         out += ["--label", f"{key}={value}"]
     return out
@@ -174,7 +174,7 @@ def run_argv(
         argv.append("--rm")
     argv += ["--name", check_name(name)]
     if restart is not None:
-        if not RESTART_RE.match(restart):
+        if not RESTART_RE.fullmatch(restart):
             raise ConfigError(f"invalid restart policy {restart!r}", hint="no, always, unless-stopped, on-failure[:N]")
         argv += ["--restart", restart]
     if network:
@@ -186,7 +186,7 @@ def run_argv(
     if env_file is not None:
         argv += ["--env-file", _check_path(env_file, "env file path")]
     for key, value in sorted((env or {}).items()):
-        if not ENV_NAME_RE.match(key):
+        if not ENV_NAME_RE.fullmatch(key):
             raise ConfigError(f"invalid environment variable name {key!r}")
         if looks_secret(key):
             raise ConfigError(f"{key} looks secret and would be visible in `ps` and `docker inspect` as -e",
@@ -218,7 +218,7 @@ def run_argv(
     if workdir is not None:
         argv += ["--workdir", workdir]
     if stop_signal is not None:
-        if not re.match(r"^(SIG)?[A-Z0-9]+$", stop_signal):
+        if not re.fullmatch(r"(SIG)?[A-Z0-9]+", stop_signal):
             raise ConfigError(f"invalid stop signal {stop_signal!r}", hint="write e.g. SIGINT")
         argv += ["--stop-signal", stop_signal]
     if stop_timeout is not None:
@@ -257,7 +257,7 @@ def logs_argv(name: str, tail: int | str = 100, since: str | None = None, *, tim
         tail = _check_nonneg_int(tail, "number of log lines")
     argv = ["docker", "logs", "--tail", str(tail)]
     if since is not None:
-        if not SINCE_RE.match(since):
+        if not SINCE_RE.fullmatch(since):
             raise ConfigError(f"invalid --since {since!r}", hint="write e.g. 10m, 2h or 2024-05-01T10:00:00Z")
         argv += ["--since", since]
     if timestamps:

@@ -50,7 +50,7 @@ def body_limit_for_upload(max_file_size: int) -> int:
 
 
 def _check_upstream(upstream: str) -> str:
-    m = UPSTREAM_RE.match(upstream) if isinstance(upstream, str) else None
+    m = UPSTREAM_RE.fullmatch(upstream) if isinstance(upstream, str) else None
     if not m or not 1 <= int(m["port"]) <= 65535 or m["host"].endswith((".", "-")):
         raise ConfigError(f"invalid proxy upstream {upstream!r}",
                           hint="write host:port with letters, digits, '.', '-', '_' only "
@@ -70,10 +70,10 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
     _check_upstream(upstream)
     _check_int(listen_port, "listen port", 1, 65535)
     _check_int(max_body_bytes, "max body size (bytes)", 1, 2**40)
-    if not isinstance(server_name, str) or not SERVER_NAME_RE.match(server_name):
+    if not isinstance(server_name, str) or not SERVER_NAME_RE.fullmatch(server_name):
         raise ConfigError(f"invalid server_name {server_name!r}",
                           hint="host names separated by single spaces, or '_' for any")
-    if not isinstance(release, str) or not RELEASE_RE.match(release):
+    if not isinstance(release, str) or not RELEASE_RE.fullmatch(release):
         raise ConfigError(f"invalid release {release!r}", hint="letters, digits, '.', '_', '-' (a git SHA)")
 
     headers = [f'    add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS]

@@ -20,7 +20,7 @@ from ops.inventory import Host
 from ops.layout import Layout
 from ops.remote import Gateway
 
-VERSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def release_id(version: str, when: datetime) -> str:

@@ -1,5 +1,8 @@
 """The local sandbox fleet: Docker-in-Docker hosts + a registry + an S3 endpoint.
 
+``up`` also builds the proxy and accessory images (``docker/<name>/``) and pushes them to
+the sandbox registry, and writes the app's env file (``.sandbox/app.env``) once.
+
 ``up(env)`` makes (or reuses) everything ``inventory/sandbox.yml`` describes, ``status(env)``
 reports it, ``down(env)`` removes it. All state lives in Docker objects labelled
 ``ops.sandbox=1`` and in the git-ignored state dir ``.sandbox/``.
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ops.errors import LocalToolError
 from ops.inventory import Environment
-from ops.sandbox import fleet, images, keys, services
+from ops.sandbox import app_env, fleet, images, keys, services
 
 Say = Callable[[str], None]
 
@@ -68,6 +71,9 @@ def up(env: Environment, *, say: Say = _quiet) -> Report:
 
     image, how = images.ensure_host_image(say)
     step(f"image {image}: {how}")
+    for ref, how in images.ensure_service_images(env, say):
+        step(f"image {ref}: {how}")
+    step(f"env file {env.env_file}: {app_env.ensure(env)}")
     step(f"network {env.sandbox.network}: {fleet.ensure_network(env, say)}")
     for host in env.hosts.values():
         step(f"{host.name}: container {fleet.container_name(host.name)} {fleet.ensure_host(env, host, image, say)}")
@@ -132,6 +138,7 @@ def down(env: Environment, *, purge: bool = False, say: Say = _quiet) -> Report:
     step("removed " + ", ".join(f"{n} {kind}(s)" for kind, n in counts.items()))
     fleet.remove_cgroups(list(env.hosts))
     root = services.state_dir(env)
+    app_env.remove(env, root)
     key = env.ssh.key
     for path in [key, key.with_name(key.name + ".pub"), env.ssh.known_hosts, *services.generated_files(env)]:
         if path.is_dir():

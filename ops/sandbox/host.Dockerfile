@@ -28,5 +28,9 @@ RUN useradd --create-home --shell /bin/bash --groups docker deploy \
       'UseDNS no' \
       > /etc/ssh/sshd_config.d/ops-sandbox.conf
 
+# The tool creates {app_dir} (/srv/<app>) without sudo on sandbox hosts. In production the
+# RUNBOOK has the operator create app_dir once, owned by the deploy user.
+RUN chown deploy:deploy /srv
+
 EXPOSE 22
 CMD ["/usr/sbin/sshd", "-D", "-e"]

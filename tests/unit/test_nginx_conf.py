@@ -1,0 +1,187 @@
+"""ops/commands/nginx.py: the proxy's site config, line by line, and what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops.commands.nginx import (
+    body_limit_for_upload,
+    nginx_reload_argv,
+    nginx_test_argv,
+    render_site_conf,
+)
+from ops.errors import ConfigError
+
+UPSTREAM = "athlete-platform-web-3f9c2d1:3000"
+
+
+def conf(**overrides) -> str:
+    kwargs = {"upstream": UPSTREAM, "listen_port": 80, "max_body_bytes": 10485760, "release": "3f9c2d1"}
+    return render_site_conf(**{**kwargs, **overrides})
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()]
+
+
+def block(text: str, opening: str) -> list[str]:
+    """The stripped lines of the block that starts with ``opening``, braces included."""
+    all_lines = lines(text)
+    start = all_lines.index(opening)
+    end = all_lines.index("}", start)
+    return all_lines[start:end + 1]
+
+
+def test_every_security_header_is_added_always_exactly_once():
+    text = conf()
+    expected = [
+        'add_header X-Content-Type-Options "nosniff" always;',
+        'add_header X-Frame-Options "DENY" always;',
+        'add_header X-XSS-Protection "1; mode=block" always;',
+        'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;',
+        'add_header Content-Security-Policy "default-src \'self\'" always;',
+        'add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
+    ]
+    for line in expected:
+        assert lines(text).count(line) == 1, line
+
+
+def test_headers_live_in_server_block_not_in_locations():
+    # NOTE: an add_header inside a location would silently drop every server-level one there.
+    text = conf()
+    for opening in ("location /socket.io/ {", "location / {"):
+        assert not any(line.startswith("add_header") for line in block(text, opening))
+
+
+def test_app_copies_of_security_headers_are_hidden_so_ours_are_the_only_ones():
+    text = lines(conf())
+    for name in ("X-Frame-Options", "Content-Security-Policy", "X-Powered-By"):
+        assert f"proxy_hide_header {name};" in text
+
+
+def test_release_header_names_the_release():
+    assert 'add_header X-Release "3f9c2d1" always;' in lines(conf())
+
+
+def test_no_release_header_without_a_release():
+    assert not any("X-Release" in line for line in lines(conf(release="")))
+
+
+def test_websocket_map_passes_upgrade_and_keeps_keepalive_otherwise():
+    assert block(conf(), "map $http_upgrade $connection_upgrade {") == [
+        "map $http_upgrade $connection_upgrade {",
+        "default upgrade;",
+        "''      '';",
+        "}",
+    ]
+    text = lines(conf())
+    for line in ("proxy_http_version 1.1;",
+                 "proxy_set_header Upgrade $http_upgrade;",
+                 "proxy_set_header Connection $connection_upgrade;"):
+        assert line in text
+
+
+def test_socket_io_location_has_long_timeouts_and_no_buffering():
+    assert block(conf(), "location /socket.io/ {") == [
+        "location /socket.io/ {",
+        "proxy_pass http://app_release;",
+        "proxy_read_timeout 1h;",
+        "proxy_send_timeout 1h;",
+        "proxy_buffering off;",
+        "}",
+    ]
+
+
+def test_forwarded_headers_are_set():
+    text = lines(conf())
+    for line in ("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                 "proxy_set_header X-Forwarded-Proto $scheme;",
+                 "proxy_set_header X-Forwarded-Host $http_host;",
+                 "proxy_set_header Host $http_host;"):
+        assert line in text
+
+
+def test_upstream_is_listed_twice_so_a_refused_connection_is_retried_once():
+    assert block(conf(), "upstream app_release {") == [
+        "upstream app_release {",
+        "# NOTE: the same server twice on purpose: with a single entry nginx never retries",
+        "# (proxy_next_upstream needs a second peer); max_fails=0 never marks it down.",
+        f"server {UPSTREAM} max_fails=0;",
+        f"server {UPSTREAM} max_fails=0;",
+        "keepalive 32;",
+        "}",
+    ]
+    text = lines(conf())
+    assert "proxy_next_upstream error timeout;" in text
+    assert "proxy_next_upstream_tries 2;" in text
+
+
+def test_body_size_and_listen_port_and_server_name():
+    text = lines(conf(max_body_bytes=10551296, listen_port=8080, server_name="app.example.com www.example.com"))
+    assert "client_max_body_size 10551296;" in text
+    assert "listen 8080 default_server;" in text
+    assert "server_name app.example.com www.example.com;" in text
+
+
+def test_default_server_name_matches_any_host():
+    assert "server_name _;" in lines(conf())
+
+
+def test_braces_balance():
+    text = conf()
+    assert text.count("{") == text.count("}")
+    assert text.endswith("}\n")
+
+
+@pytest.mark.parametrize("upstream", [
+    "", "web", "web:", ":3000", "web:0", "web:65536", "web:3000x", "web :3000", "web;evil:3000",
+    "web:3000;", "we{b:3000", "web}:3000", "$host:3000", "web:3000\nserver x:1", "'web':3000",
+    '"web":3000', "-web:3000", "web-:3000", "http://web:3000", "web:3000/", "[::1]:3000",
+])
+def test_bad_upstream_is_refused(upstream):
+    with pytest.raises(ConfigError, match="invalid proxy upstream"):
+        conf(upstream=upstream)
+
+
+@pytest.mark.parametrize("upstream", ["web:3000", "athlete-platform-web-3f9c2d1:3000", "10.0.0.5:8080",
+                                      "app.internal.example.com:443", "my_app.1:1"])
+def test_good_upstreams_are_accepted(upstream):
+    assert f"server {upstream} max_fails=0;" in lines(conf(upstream=upstream))
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1, True, "80", 80.0])
+def test_bad_listen_port_is_refused(port):
+    with pytest.raises(ConfigError, match="listen port"):
+        conf(listen_port=port)
+
+
+@pytest.mark.parametrize("size", [0, -1, True, "10m", 1.5])
+def test_bad_body_size_is_refused(size):
+    with pytest.raises(ConfigError, match="max body size"):
+        conf(max_body_bytes=size)
+
+
+@pytest.mark.parametrize("name", ["", "a;b", "a  b", "a\nb", "a{", "$host", "a b;"])
+def test_bad_server_name_is_refused(name):
+    with pytest.raises(ConfigError, match="server_name"):
+        conf(server_name=name)
+
+
+@pytest.mark.parametrize("release", ["a b", 'x"y', "x;y", "x\n", "$x", "a" * 129])
+def test_bad_release_is_refused(release):
+    with pytest.raises(ConfigError, match="invalid release"):
+        conf(release=release)
+
+
+def test_upload_body_limit_leaves_room_for_multipart_framing():
+    assert body_limit_for_upload(10485760) == 10485760 + 64 * 1024
+    with pytest.raises(ConfigError):
+        body_limit_for_upload(0)
+
+
+def test_test_and_reload_commands():
+    assert nginx_test_argv("athlete-platform-proxy") == ("docker", "exec", "athlete-platform-proxy", "nginx", "-t")
+    assert nginx_reload_argv("athlete-platform-proxy") == (
+        "docker", "exec", "athlete-platform-proxy", "nginx", "-s", "reload")
+    with pytest.raises(ConfigError):
+        nginx_reload_argv("proxy; rm -rf /")
