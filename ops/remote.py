@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import selectors
 import socket
 import sys
 import threading
@@ -313,17 +314,47 @@ class Gateway:
     @contextlib.contextmanager
     def forward_local(self, host: Host, *, remote_host: str, remote_port: int):
         """Local forward: yields a port on 127.0.0.1 here that reaches ``remote_host:remote_port``
-        as seen from ``host`` (e.g. a database on the private network)."""
-        conn = self.connection(host)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            local_port = probe.getsockname()[1]
+        as seen from ``host`` (e.g. a database on the private network).
+
+        NOTE: not Fabric's forward_local, which binds its listener in a background
+        thread (a client connecting right away races it) and needs a fixed port;
+        here the listener is bound on an ephemeral port before we yield it.
+        """
+        transport = self.connection(host).client.get_transport()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def pump(client: socket.socket) -> None:
+            try:
+                channel = transport.open_channel("direct-tcpip", (remote_host, remote_port),
+                                                 client.getpeername(), timeout=self.env.ssh.connect_timeout)
+            except (paramiko.SSHException, OSError):
+                client.close()
+                return
+            with client, channel:
+                _splice(client, channel, stop)
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                threading.Thread(target=pump, args=(client,), daemon=True, name=f"fwd-{host.name}").start()
+
+        acceptor = threading.Thread(target=accept, daemon=True, name=f"fwd-accept-{host.name}")
+        acceptor.start()
         try:
-            with conn.forward_local(local_port, remote_port=remote_port, remote_host=remote_host,
-                                    local_host="127.0.0.1"):
-                yield local_port
-        except paramiko.SSHException as exc:
-            raise HostError(f"cannot forward to {remote_host}:{remote_port}: {exc}", host=host.name) from None
+            yield listener.getsockname()[1]
+        finally:
+            stop.set()
+            acceptor.join(timeout=2)
+            listener.close()
 
     # -- fleet -----------------------------------------------------------
     def map(self, fn: Callable[[Host], T], hosts: Iterable[Host] | None = None) -> HostResults[T]:
@@ -430,8 +461,24 @@ class RemoteStream(io.RawIOBase):
             self._drain.join(timeout=5)
 
 
+def _splice(sock: socket.socket, channel: paramiko.Channel, stop: threading.Event) -> None:
+    """Copy bytes both ways between a local socket and an SSH channel until either closes."""
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ)
+        sel.register(channel, selectors.EVENT_READ)
+        while not stop.is_set():
+            for key, _ in sel.select(timeout=0.5):
+                src, dst = (sock, channel) if key.fileobj is sock else (channel, sock)
+                data = src.recv(65536)
+                if not data:
+                    return
+                dst.sendall(data)
+
+
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    # docker ends its errors with a "See 'docker run --help'." line: not the reason.
+    lines = [line for line in text.strip().splitlines() if line.strip() and not line.startswith("See '")]
     return lines[-1] if lines else ""
 
 

@@ -43,7 +43,7 @@ from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.lock import EnvironmentLock, Holder
 from ops.masking import Masker
-from ops.registry import app_refs
+from ops.registry import app_refs, service_ref
 from ops.remote import FleetError, Gateway
 
 Say = Callable[[str], None]
@@ -267,8 +267,14 @@ class Deployment:
 
     def _deploy_locked(self, release: Release, database: DatabaseURL) -> DeployResult:
         gw = self.gw
-        self.say(f"pulling {release.image} on {', '.join(h.name for h in self.web)}")
-        pulled = gw.map(lambda h: images.pull(gw, h, release.image), self.web)
+        proxy_image = service_ref(self.env, self.env.proxy.image)
+        self.say(f"pulling {release.image} and {proxy_image} on {', '.join(h.name for h in self.web)}")
+
+        def pull_both(host: Host) -> str:
+            images.pull(gw, host, proxy_image)
+            return images.pull(gw, host, release.image)
+
+        pulled = gw.map(pull_both, self.web)
         pulled.raise_if_failed(f"pull {release.image}")
         release.digest = release.digest or next((d for d in pulled.ok.values() if d), "")
 
