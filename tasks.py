@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ops.tasks import accessory, deploy, doctor, hosts, lock, sandbox
+from ops.tasks import accessory, app, deploy, doctor, hosts, lock, sandbox
 
 ns = Collection()
 ns.add_task(doctor.doctor)
@@ -14,3 +14,4 @@ ns.add_collection(Collection.from_module(lock), name="lock")
 ns.add_collection(Collection.from_module(hosts), name="hosts")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.add_collection(Collection.from_module(accessory), name="accessory")
+ns.add_collection(Collection.from_module(app), name="app")

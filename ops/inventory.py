@@ -167,6 +167,8 @@ class Environment:
     migrate: MigrateSettings = MigrateSettings()
     proxy: ProxySettings = ProxySettings()
     accessories: dict[str, Accessory] = field(default_factory=dict)
+    # Local executables run around deploys (see ops/hooks.py).
+    hooks_dir: Path = INVENTORY_DIR / "hooks"
 
     def with_roles(self, role: str) -> list[Host]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -235,7 +237,8 @@ class _Validator:
     """Builds an ``Environment`` from parsed YAML, collecting every problem."""
 
     TOP_KEYS = {"app", "production", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
-                "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories"}
+                "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories",
+                "hooks_dir"}
 
     def __init__(self, name: str, path: Path, root: Path):
         self.name = name
@@ -329,7 +332,9 @@ class _Validator:
             s3=self.s3(raw), sandbox=self.sandbox(raw), build=self.build(raw),
             migrate=self.migrate(raw), proxy=self.proxy(raw),
         )
-        env = dataclasses.replace(env, accessories=self.accessories(raw, env.hosts))
+        env = dataclasses.replace(env, accessories=self.accessories(raw, env.hosts),
+                                  hooks_dir=self.path_value(raw, "hooks_dir", "hooks_dir")
+                                  or self.root / "inventory" / "hooks")
         if env.app_dir and not env.app_dir.startswith("/"):
             self.problem("app_dir", f"{env.app_dir!r} is not absolute", "use an absolute path like /srv/app")
         if env.sandbox:

@@ -39,6 +39,7 @@ from ops.deploy.release import (
 )
 from ops.deploy.switch import AppSettings, ensure_network, switch_host
 from ops.errors import ConfigError, OpsError
+from ops.hooks import hook_path, run_hook
 from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.lock import EnvironmentLock, Holder
@@ -182,6 +183,20 @@ class Deployment:
         self.warnings += audit.record(self.gw, event, self.all_hosts,
                                       central=central_audit(self.env, self.app_env.values))
 
+    def _hook(self, name: str, release: Release, *, warn: bool = False) -> None:
+        if self.req.dry_run:
+            if hook_path(self.env, name).exists():
+                self.say(f"[dry-run] would run the {name} hook")
+            return
+        try:
+            if run_hook(self.env, name, version=release.version, release=release.id,
+                        hosts=[h.name for h in self.web], actor=release.actor):
+                self.say(f"{name} hook: ok")
+        except OpsError as exc:
+            if not warn:
+                raise
+            self.warnings.append(str(exc))
+
     def _previous(self) -> dict[str, Release | None]:
         """What each web host serves now: where a failed switch puts it back."""
         results = self.gw.map(lambda h: current_release(self.gw, h), self.web)
@@ -252,6 +267,7 @@ class Deployment:
         _, host_ref = app_refs(env, tag)
         release = Release(id=release_id(tag, audit.utcnow()), version=tag, image=host_ref, digest=digest,
                           env_sha256=env_checksum(self.app_env.content))
+        self._hook("pre-deploy", release)
 
         with EnvironmentLock(gw, self.all_hosts, Holder("deploy", tag), wait=req.lock_wait):
             self._audit("deploy", "started", tag)
@@ -262,8 +278,9 @@ class Deployment:
                     self._audit("deploy", "failed", tag, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 raise
             self._audit("deploy", "ok", tag, f"release {release.id}")
-            result.warnings = self.warnings
-            return result
+        self._hook("post-deploy", release, warn=True)
+        result.warnings = self.warnings
+        return result
 
     def _deploy_locked(self, release: Release, database: DatabaseURL) -> DeployResult:
         gw = self.gw
@@ -306,8 +323,9 @@ class Deployment:
                     self._audit("rollback", "failed", to, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 raise
             self._audit("rollback", "ok", result.release.version, f"release {result.release.id}")
-            result.warnings = self.warnings
-            return result
+        self._hook("post-rollback", result.release, warn=True)
+        result.warnings = self.warnings
+        return result
 
     def _rollback_locked(self, to: str | None) -> DeployResult:
         gw = self.gw

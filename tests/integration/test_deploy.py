@@ -226,3 +226,18 @@ def test_sigint_during_a_deploy_releases_the_lock_and_leaves_one_version(fleet, 
     assert len(set(versions.values())) == 1, versions
     with Gateway(inventory) as gw:
         assert all(h is None for h in lock_status(gw, list(inventory.hosts.values())).values())
+
+
+def test_app_exec_runs_in_the_current_release_with_its_env_and_passes_the_exit_code(fleet):
+    proc = inv("app.exec", "--host", "sandbox", "--", "node", "-e",
+               "console.log(process.env.APP_VERSION + ' ' + process.env.SENTRY_ENVIRONMENT); process.exit(4)")
+    assert proc.returncode == 4
+    version, sentry_env = proc.stdout.split()
+    assert version == served_versions()["web1"]
+    assert sentry_env.startswith("sandbox")  # the env file that went with that release
+
+
+def test_app_logs_prefix_each_line_with_its_host(fleet):
+    proc = inv("app.logs", "--host", "sandbox", "--lines", "5", check=True)
+    hosts = {line.split(" | ", 1)[0] for line in proc.stdout.splitlines() if " | " in line}
+    assert hosts == {"web1", "web2"}

@@ -1,0 +1,38 @@
+"""The running app on the web hosts: its logs, and one-off commands in its release."""
+
+from __future__ import annotations
+
+from ops.deploy.pipeline import current_release
+from ops.deploy.release import Release
+from ops.errors import OpsError
+from ops.inventory import Host
+from ops.layout import Layout
+from ops.remote import Gateway, RunResult
+
+
+def _current(gw: Gateway, host: Host) -> Release:
+    release = current_release(gw, host)
+    if release is None:
+        raise OpsError("no release is current on this host", host=host.name,
+                       hint=f"deploy first: inv deploy --host {gw.env.name}")
+    return release
+
+
+def logs(gw: Gateway, host: Host, *, lines: int = 100, since: str | None = None) -> RunResult:
+    name = Layout(gw.env).web_container(_current(gw, host).id)
+    argv = ("docker", "logs", "--tail", str(lines), *(("--since", since) if since else ()), name)
+    return gw.query(host, argv, check=False)
+
+
+def exec_argv(gw: Gateway, release: Release, command: list[str]) -> tuple[str, ...]:
+    layout = Layout(gw.env)
+    return ("docker", "run", "--rm", "--network", layout.network, "--env-file", layout.release_env(release.id),
+            "--env", f"APP_VERSION={release.version}", "--label", f"ops.app={gw.env.app}",
+            "--label", "ops.role=exec", release.image, *command)
+
+
+def run_one_off(gw: Gateway, host: Host, command: list[str], *, timeout: float | None = None) -> RunResult:
+    """``command`` in a one-off container of the current release, with that release's env."""
+    if not command:
+        raise OpsError("no command given", hint="inv app.exec --host ENV -- node scripts/migrate.js")
+    return gw.run(host, exec_argv(gw, _current(gw, host), command), check=False, timeout=timeout)

@@ -1,0 +1,46 @@
+"""``inv app.logs`` and ``inv app.exec``: the app as it runs on the web hosts."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from invoke.exceptions import Exit
+
+from ops import app
+from ops.inventory import resolve_target
+from ops.remote import Gateway
+from ops.tasks import ops_task
+
+
+@ops_task(help={"host": "environment (prod) or env:host (prod:web1)", "lines": "lines per host",
+                "since": "only newer than this (e.g. 10m, 2026-11-24T03:00:00Z)"})
+def logs(c, host="", lines=100, since=""):
+    """Recent logs of the current app container on each web host."""
+    target = resolve_target(host)
+    webs = [h for h in target.hosts if "web" in h.roles]
+    with Gateway(target.env) as gw:
+        results = gw.map(lambda h: app.logs(gw, h, lines=lines, since=since or None), webs)
+    for name, res in results.ok.items():
+        for line in (res.stdout + res.stderr).splitlines():
+            print(f"{name} | {line}")
+    results.raise_if_failed("app logs")
+
+
+@ops_task(name="exec", help={"host": "environment or env:host (default: the first web host)",
+                             "cmd": "the command, if not given after '--'"})
+def exec_(c, host="", cmd=""):
+    """Run a one-off command in the current release: inv app.exec --host prod -- CMD ARGS."""
+    # NOTE: Invoke keeps what follows '--' out of task arguments; read it from argv,
+    # token by token, so each argument reaches docker as one argv element.
+    command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else shlex.split(cmd)
+    target = resolve_target(host)
+    web = next((h for h in target.hosts if "web" in h.roles), None)
+    if web is None:
+        raise Exit(f"error: no web host in --host {host}", code=1)
+    with Gateway(target.env) as gw:
+        res = app.run_one_off(gw, web, command)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    if not res.ok:
+        raise Exit(code=res.exit_code)
