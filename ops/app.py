@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+from ops.commands import docker
 from ops.deploy.pipeline import current_release
 from ops.deploy.release import Release
 from ops.errors import OpsError
@@ -20,15 +23,15 @@ def _current(gw: Gateway, host: Host) -> Release:
 
 def logs(gw: Gateway, host: Host, *, lines: int = 100, since: str | None = None) -> RunResult:
     name = Layout(gw.env).web_container(_current(gw, host).id)
-    argv = ("docker", "logs", "--tail", str(lines), *(("--since", since) if since else ()), name)
-    return gw.query(host, argv, check=False)
+    return gw.query(host, docker.logs_argv(name, lines, since), check=False)
 
 
 def exec_argv(gw: Gateway, release: Release, command: list[str]) -> tuple[str, ...]:
     layout = Layout(gw.env)
-    return ("docker", "run", "--rm", "--network", layout.network, "--env-file", layout.release_env(release.id),
-            "--env", f"APP_VERSION={release.version}", "--label", f"ops.app={gw.env.app}",
-            "--label", "ops.role=exec", release.image, *command)
+    return docker.run_argv(f"{gw.env.app}-exec-{uuid.uuid4().hex[:8]}", release.image, network=layout.network,
+                           env_file=layout.release_env(release.id), env={"APP_VERSION": release.version},
+                           labels={"ops.app": gw.env.app, "ops.role": "exec"}, restart=None, detach=False,
+                           remove=True, command=command)
 
 
 def run_one_off(gw: Gateway, host: Host, command: list[str], *, timeout: float | None = None) -> RunResult:

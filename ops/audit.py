@@ -73,12 +73,18 @@ def record(gw: Gateway, event: AuditEvent, hosts: list[Host], *, central=None) -
     return warnings
 
 
-def read_log(gw: Gateway, host: Host, *, last: int = 50) -> list[dict]:
-    res = gw.query(host, shell("tail -n {n} {p} 2>/dev/null || true", n=last, p=Layout(gw.env).audit_log))
-    events = []
-    for raw in res.stdout.splitlines():
+def read_jsonl(gw: Gateway, host: Host, path: str, *, last: int | None = None) -> list[dict]:
+    """JSON lines of a remote file (a missing file is empty; unreadable lines skipped)."""
+    cmd = shell("tail -n {n} {p} 2>/dev/null || true", n=last, p=path) if last else \
+        shell("cat {p} 2>/dev/null || true", p=path)
+    entries = []
+    for raw in gw.query(host, cmd).stdout.splitlines():
         try:
-            events.append(json.loads(raw))
+            entries.append(json.loads(raw))
         except json.JSONDecodeError:
             continue
-    return events
+    return entries
+
+
+def read_log(gw: Gateway, host: Host, *, last: int = 50) -> list[dict]:
+    return read_jsonl(gw, host, Layout(gw.env).audit_log, last=last)

@@ -31,7 +31,7 @@ RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
 # takes Postgres down with it.
 DEFAULT_LOG_OPTS: Mapping[str, str] = {"max-size": "10m", "max-file": "5"}
 
-Publish = tuple[str, int, int]      # (host ip or "", host port, container port)
+Publish = tuple[str, int, int]      # (host ip or "", host port or 0 for any free one, container port)
 Volume = tuple[str, str, str]       # (named volume or absolute host path, container path, mode or "")
 
 
@@ -201,7 +201,9 @@ def run_argv(
             except ValueError:
                 raise ConfigError(f"invalid publish address {host_ip!r}", hint="an IP address, or '' for all") from None
             host_ip = f"[{ip}]" if ip.version == 6 else str(ip)
-        spec = f"{check_port(host_port, 'host port')}:{check_port(container_port, 'container port')}"
+        # Host port 0: Docker picks a free one (read it back with ``docker port``).
+        host_spec = "" if host_port == 0 and not isinstance(host_port, bool) else check_port(host_port, "host port")
+        spec = f"{host_spec}:{check_port(container_port, 'container port')}"
         argv += ["-p", f"{host_ip}:{spec}" if host_ip else spec]
     for source, target, mode in volumes:
         if not str(target).startswith("/"):

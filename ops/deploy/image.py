@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops import local, registry
+from ops.commands import docker
 from ops.deploy.release import VERSION_RE
 from ops.errors import ConfigError, LocalToolError
 from ops.inventory import Environment, Host
@@ -71,7 +72,7 @@ def build_and_push(env: Environment, source: Source, tag: str, say) -> str:
     say(f"building {ref} from {source.path} ({source.sha[:12]})")
     local.run(build_argv(env, source, tag), timeout=1800)
     say(f"pushing {ref}")
-    local.run(("docker", "push", ref), timeout=1800)
+    local.run(docker.push_argv(ref), timeout=1800)
     return local_digest(ref)
 
 
@@ -87,7 +88,7 @@ def local_digest(ref: str) -> str:
 
 
 def image_present(gw: Gateway, host: Host, ref: str) -> bool:
-    return gw.query(host, ("docker", "image", "inspect", "--format", "{{.Id}}", ref), check=False).ok
+    return gw.query(host, docker.inspect_argv(ref, kind="image", fmt="{{.Id}}"), check=False).ok
 
 
 def pull(gw: Gateway, host: Host, ref: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ops.commands import docker
 from ops.db import DatabaseURL, applied_migrations, connect_via
 from ops.deploy.release import Release
 from ops.errors import HostError, OpsError
@@ -39,13 +40,13 @@ def finished_names(gw: Gateway, host: Host, url: DatabaseURL) -> list[str]:
 
 def migrate_argv(gw: Gateway, release: Release) -> tuple[str, ...]:
     layout = Layout(gw.env)
-    return ("docker", "run", "--rm", "--name", f"{layout.migrate_container}-{release.id.lower()}",
-            "--network", layout.network, "--env-file", layout.release_env(release.id),
-            "--env", f"APP_VERSION={release.version}", "--label", f"ops.app={gw.env.app}",
-            "--label", "ops.role=migrate", release.image,
-            # The migrate command is the operator's own config (inventory), run by a shell
-            # inside the container, passed as one argument: nothing of it reaches ours.
-            "sh", "-c", gw.env.migrate.command)
+    return docker.run_argv(
+        f"{layout.migrate_container}-{release.id.lower()}", release.image, network=layout.network,
+        env_file=layout.release_env(release.id), env={"APP_VERSION": release.version},
+        labels={"ops.app": gw.env.app, "ops.role": "migrate"}, restart=None, detach=False, remove=True,
+        # The migrate command is the operator's own config (inventory), run by a shell
+        # inside the container, passed as one argument: nothing of it reaches ours.
+        command=("sh", "-c", gw.env.migrate.command))
 
 
 def run_migrations(gw: Gateway, host: Host, release: Release, url: DatabaseURL) -> MigrationReport:

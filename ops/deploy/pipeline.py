@@ -23,7 +23,7 @@ from datetime import datetime
 
 from ops import audit, s3
 from ops.appenv import check_env_file, secret_values
-from ops.commands import shell
+from ops.commands import docker, shell
 from ops.commands.nginx import body_limit_for_upload
 from ops.db import DatabaseURL, applied_migrations, connect_via
 from ops.deploy import image as images
@@ -234,7 +234,7 @@ class Deployment:
             prev = previous.get(host.name)
             append_history(self.gw, host, failed, "rolled-back")
             if prev is None:
-                self.gw.run(host, ("docker", "rm", "--force", Layout(self.env).web_container(failed.id)), check=False)
+                self.gw.run(host, docker.rm_argv(Layout(self.env).web_container(failed.id), force=True), check=False)
                 return "no previous release: new container removed"
             switch_host(self.gw, host, prev, app, health_timeout=timeout)
             return f"back on {prev.version}"

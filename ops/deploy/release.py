@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from ops.audit import actor, iso, utcnow
+from ops.audit import actor, iso, read_jsonl, utcnow
 from ops.commands import shell
 from ops.inventory import Host
 from ops.layout import Layout
@@ -58,14 +58,7 @@ def append_history(gw: Gateway, host: Host, release: Release, outcome: str, **ex
 
 
 def read_history(gw: Gateway, host: Host) -> list[dict]:
-    res = gw.query(host, shell("cat {p} 2>/dev/null || true", p=Layout(gw.env).history))
-    entries = []
-    for raw in res.stdout.splitlines():
-        try:
-            entries.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return entries
+    return read_jsonl(gw, host, Layout(gw.env).history)
 
 
 def current_release_id(gw: Gateway, host: Host) -> str | None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ops import registry
-from ops.commands import shell
+from ops.commands import docker, shell
 from ops.commands.nginx import nginx_reload_argv, nginx_test_argv, render_site_conf
 from ops.deploy.release import Release, set_current
 from ops.errors import HostError, OpsError
@@ -24,7 +24,6 @@ from ops.inventory import Host
 from ops.layout import Layout
 from ops.remote import Gateway
 
-CONTAINER_PORT_LABEL = "ops.role"
 HEALTH_POLL = 0.5
 # Seconds an old container gets after SIGTERM to finish in-flight requests.
 STOP_TIMEOUT = 30
@@ -52,7 +51,7 @@ def ensure_network(gw: Gateway, host: Host) -> None:
 
 def container_state(gw: Gateway, host: Host, name: str) -> str | None:
     """``running``, ``exited``, ... or None when there is no such container."""
-    res = gw.query(host, ("docker", "inspect", "--format", "{{.State.Status}}", name), check=False)
+    res = gw.query(host, docker.inspect_argv(name, fmt="{{.State.Status}}"), check=False)
     return res.stdout.strip() if res.ok else None
 
 
@@ -64,22 +63,17 @@ def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings)
     if state == "running":
         return name
     if state is not None:
-        gw.run(host, ("docker", "start", name))
+        gw.run(host, docker.start_argv(name))
         return name
-    argv = ("docker", "run", "--detach", "--name", name, "--network", layout.network,
-            "--restart", "unless-stopped",
-            "--env-file", layout.release_env(release.id),
-            # Non-secret identity of the release, so the app can show it.
-            "--env", f"APP_VERSION={release.version}", "--env", f"APP_RELEASE={release.id}",
-            "--env", f"PORT={gw.env.health.port}",
-            # Published on the host's loopback only, for the health check from the host.
-            "--publish", f"127.0.0.1::{gw.env.health.port}",
-            "--volume", f"{gw.env.app}-uploads:{app.upload_dir}",
-            "--label", f"ops.app={gw.env.app}", "--label", "ops.role=web",
-            "--label", f"ops.release={release.id}", "--label", f"ops.version={release.version}",
-            "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
-            release.image)
-    gw.run(host, argv)
+    gw.run(host, docker.run_argv(
+        name, release.image, network=layout.network, env_file=layout.release_env(release.id),
+        # Non-secret identity of the release, so the app can show it.
+        env={"APP_VERSION": release.version, "APP_RELEASE": release.id, "PORT": str(gw.env.health.port)},
+        # Published on the host's loopback only (any free port), for the health check from the host.
+        publish=[("127.0.0.1", 0, gw.env.health.port)],
+        volumes=[(f"{gw.env.app}-uploads", app.upload_dir, "")],
+        labels={"ops.app": gw.env.app, "ops.role": "web", "ops.release": release.id,
+                "ops.version": release.version}))
     return name
 
 
@@ -100,7 +94,7 @@ def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
         last = res.stdout.strip() or res.stderr.strip()
         state = container_state(gw, host, name)
         if state != "running" or time.monotonic() >= deadline:
-            logs = gw.query(host, ("docker", "logs", "--tail", "30", name), check=False)
+            logs = gw.query(host, docker.logs_argv(name, 30), check=False)
             tail = (logs.stdout + logs.stderr).strip().splitlines()[-30:]
             why = f"container {state}" if state != "running" else f"no 200 within {timeout:g}s (last: {last})"
             raise HealthCheckFailed(
@@ -124,15 +118,13 @@ def ensure_proxy(gw: Gateway, host: Host, upstream_container: str, app: AppSetti
     proxy = layout.proxy_container
     state = container_state(gw, host, proxy)
     if state is None:
-        gw.run(host, ("docker", "run", "--detach", "--name", proxy, "--network", layout.network,
-                      "--restart", "unless-stopped",
-                      "--publish", f"{gw.env.proxy.port}:80",
-                      "--volume", f"{conf_dir}:/etc/nginx/conf.d:ro",
-                      "--label", f"ops.app={gw.env.app}", "--label", "ops.role=proxy",
-                      registry.service_ref(gw.env, gw.env.proxy.image)))
+        gw.run(host, docker.run_argv(
+            proxy, registry.service_ref(gw.env, gw.env.proxy.image), network=layout.network,
+            publish=[("", gw.env.proxy.port, 80)], volumes=[(conf_dir, "/etc/nginx/conf.d", "ro")],
+            labels={"ops.app": gw.env.app, "ops.role": "proxy"}))
         return
     if state != "running":
-        gw.run(host, ("docker", "start", proxy))
+        gw.run(host, docker.start_argv(proxy))
     test = gw.run(host, nginx_test_argv(proxy), check=False)
     if not test.ok:
         # Put the last good config back so a later reload cannot pick up the bad one.
@@ -163,9 +155,8 @@ def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.
 
 def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
     """(name, release id, state) of this app's web containers, newest release first."""
-    res = gw.query(host, ("docker", "ps", "--all", "--filter", f"label=ops.app={gw.env.app}",
-                          "--filter", "label=ops.role=web",
-                          "--format", '{{.Names}} {{.Label "ops.release"}} {{.State}}'))
+    res = gw.query(host, docker.ps_argv(filters=[("label", f"ops.app={gw.env.app}"), ("label", "ops.role=web")],
+                                        fmt='{{.Names}} {{.Label "ops.release"}} {{.State}}'))
     rows = [tuple(line.split()) for line in res.stdout.splitlines() if len(line.split()) == 3]
     return sorted(rows, key=lambda r: r[1], reverse=True)
 
@@ -180,11 +171,11 @@ def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
         if name == keep_running:
             continue
         if state == "running":
-            gw.run(host, ("docker", "stop", "--time", str(STOP_TIMEOUT), name), timeout=STOP_TIMEOUT + 30)
+            gw.run(host, docker.stop_argv(name, STOP_TIMEOUT), timeout=STOP_TIMEOUT + 30)
         if kept < keep:
             kept += 1
         else:
-            gw.run(host, ("docker", "rm", name))
+            gw.run(host, docker.rm_argv(name))
 
 
 def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
@@ -194,7 +185,7 @@ def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, 
     try:
         wait_healthy(gw, host, name, health_timeout)
     except OpsError:
-        gw.run(host, ("docker", "rm", "--force", name), check=False)
+        gw.run(host, docker.rm_argv(name, force=True), check=False)
         raise
     ensure_proxy(gw, host, name, app, release)
     wait_serving(gw, host, release)

@@ -9,6 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ops.known_hosts import host_pattern
+
 KEY_COMMENT = "ops-sandbox"
 
 
@@ -47,16 +49,12 @@ def ensure_keypair(path: Path) -> tuple[bytes, bool]:
     return line, created
 
 
-def known_hosts_host(address: str, port: int) -> str:
-    return address if port == 22 else f"[{address}]:{port}"
-
-
 def known_hosts_line(address: str, port: int, public_key: str) -> str:
     """``[127.0.0.1]:22101 ssh-ed25519 AAAA...`` from a ``.pub`` line (its comment dropped)."""
     fields = public_key.split()
     if len(fields) < 2:
         raise ValueError(f"not an SSH public key line: {public_key!r}")
-    return f"{known_hosts_host(address, port)} {fields[0]} {fields[1]}"
+    return f"{host_pattern(address, port)} {fields[0]} {fields[1]}"
 
 
 def parse_host_keys(text: str) -> list[str]:

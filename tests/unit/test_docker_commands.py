@@ -69,12 +69,13 @@ def test_health_check_stop_signal_user_workdir_entrypoint():
     (("127.0.0.1", 8080, 80), "127.0.0.1:8080:80"),
     (("10.0.0.5", 5432, 5432), "10.0.0.5:5432:5432"),
     (("::1", 8080, 80), "[::1]:8080:80"),
+    (("127.0.0.1", 0, 3000), "127.0.0.1::3000"),  # any free host port
 ])
 def test_publish_specs(publish, expected):
     assert d.run_argv("x", "i", publish=[publish], **NO_LOGS)[-3:] == ("-p", expected, "i")
 
 
-@pytest.mark.parametrize("publish", [("0.0.0.0.1", 80, 80), ("host", 80, 80), ("", 0, 80), ("", 80, 70000),
+@pytest.mark.parametrize("publish", [("0.0.0.0.1", 80, 80), ("host", 80, 80), ("", -1, 80), ("", 80, 70000),
                                      ("", "80", 80), ("", True, 80)])
 def test_bad_publish_is_refused(publish):
     with pytest.raises(ConfigError):
