@@ -60,6 +60,11 @@ class Layout:
     def proxy_container(self) -> str:
         return f"{self.env.app}-proxy"
 
+    @property
+    def web_service(self) -> str:
+        """The name nginx proxies to: the serving release's container answers to it."""
+        return f"{self.env.app}-web"
+
     def web_container(self, release_id: str) -> str:
         # Docker names allow [a-zA-Z0-9_.-]; release ids are built to fit.
         return f"{self.env.app}-web-{release_id.lower()}"

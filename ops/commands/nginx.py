@@ -2,10 +2,10 @@
 
 One site per web host: nginx (container from ``ops/sandbox/docker/nginx`` or any image
 with ``/etc/nginx/conf.d`` included in ``http {}``) listens on the proxy port and proxies
-everything to the current release's container, named on the host's app network:
-Docker's embedded DNS resolves it when nginx loads the config (start or reload), so a
-deploy switches releases by rewriting this file and running ``nginx -t`` then
-``nginx -s reload`` (graceful: old workers finish their requests).
+everything to the app. Deploys render it with ``resolver=``: the app is a name on the
+host's app network, looked up per request, so switching releases never reloads nginx
+(see ``render_site_conf``). The file only changes (``nginx -t``, then a graceful
+reload) when what it encodes changes, e.g. the body limit from MAX_FILE_SIZE.
 """
 
 from __future__ import annotations
@@ -65,9 +65,23 @@ def _check_int(value: int, what: str, lo: int, hi: int) -> int:
 
 
 def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, server_name: str = "_",
-                     release: str = "") -> str:
-    """The whole ``conf.d/<app>.conf``: one server proxying to ``upstream``."""
+                     release: str = "", resolver: str | None = None, resolver_valid: int = 1) -> str:
+    """The whole ``conf.d/<app>.conf``: one server proxying to ``upstream``.
+
+    Without ``resolver``, ``upstream`` is resolved once, when nginx loads the file:
+    switching to another container means a reload, which closes idle client
+    keep-alive connections (a request racing that close fails).
+
+    With ``resolver`` (Docker's embedded DNS, 127.0.0.11), ``upstream`` is a name
+    looked up per request (cached ``resolver_valid`` seconds) and every address it
+    resolves to is a peer: a deploy adds the new container under that name and stops
+    the old one, and nginx never reloads. A peer that refuses (the old app after
+    SIGTERM) is retried on the next one.
+    """
     _check_upstream(upstream)
+    if resolver is not None:
+        _check_upstream(f"{resolver}:53")
+        _check_int(resolver_valid, "resolver cache seconds", 1, 300)
     _check_int(listen_port, "listen port", 1, 65535)
     _check_int(max_body_bytes, "max body size (bytes)", 1, 2**40)
     if not isinstance(server_name, str) or not SERVER_NAME_RE.fullmatch(server_name):
@@ -81,6 +95,30 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         headers.append(f'    add_header X-Release "{release}" always;')
     # The app may set its own copy of these; ours must be the only one the browser sees.
     hidden = [f"    proxy_hide_header {name};" for name, _ in SECURITY_HEADERS] + ["    proxy_hide_header X-Powered-By;"]
+    if resolver is None:
+        upstream_block = [
+            f"upstream {UPSTREAM_NAME} {{",
+            "    # NOTE: the same server twice on purpose: with a single entry nginx never retries",
+            "    # (proxy_next_upstream needs a second peer); max_fails=0 never marks it down.",
+            f"    server {upstream} max_fails=0;",
+            f"    server {upstream} max_fails=0;",
+            "    keepalive 32;",
+            "}",
+            "",
+        ]
+        dynamic: list[str] = []
+        target = f"http://{UPSTREAM_NAME}"
+    else:
+        upstream_block = []
+        dynamic = [
+            "",
+            "    # Resolved per request: a deploy changes which containers answer to this name,",
+            "    # never this file (no reload, client keep-alive connections survive).",
+            f"    resolver {resolver} valid={resolver_valid}s ipv6=off;",
+            "    resolver_timeout 2s;",
+            f"    set $app_upstream {upstream};",
+        ]
+        target = "http://$app_upstream"
     lines = [
         f"# Rendered by ops (ops/commands/nginx.py) for release {release or '(none)'}: edits here are overwritten.",
         "",
@@ -91,17 +129,11 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "    ''      '';",
         "}",
         "",
-        f"upstream {UPSTREAM_NAME} {{",
-        "    # NOTE: the same server twice on purpose: with a single entry nginx never retries",
-        "    # (proxy_next_upstream needs a second peer); max_fails=0 never marks it down.",
-        f"    server {upstream} max_fails=0;",
-        f"    server {upstream} max_fails=0;",
-        "    keepalive 32;",
-        "}",
-        "",
+        *upstream_block,
         "server {",
         f"    listen {listen_port} default_server;",
         f"    server_name {server_name};",
+        *dynamic,
         "",
         f"    client_max_body_size {max_body_bytes};",
         "",
@@ -122,18 +154,18 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "    # A refused or timed-out connection is retried once; a request the upstream already",
         "    # answered (or any non-idempotent one, e.g. POST) is never sent twice.",
         "    proxy_next_upstream error timeout;",
-        "    proxy_next_upstream_tries 2;",
+        "    proxy_next_upstream_tries 3;",
         "    proxy_next_upstream_timeout 10s;",
         "",
         "    location /socket.io/ {",
-        f"        proxy_pass http://{UPSTREAM_NAME};",
+        f"        proxy_pass {target};",
         f"        proxy_read_timeout {SOCKET_IO_TIMEOUT};",
         f"        proxy_send_timeout {SOCKET_IO_TIMEOUT};",
         "        proxy_buffering off;",
         "    }",
         "",
         "    location / {",
-        f"        proxy_pass http://{UPSTREAM_NAME};",
+        f"        proxy_pass {target};",
         "    }",
         "}",
     ]

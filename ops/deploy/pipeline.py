@@ -19,7 +19,6 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from ops import audit, s3
 from ops.appenv import check_env_file, secret_values
@@ -304,6 +303,8 @@ class Deployment:
         migrations = run_migrations(gw, first, release, database)
         for name in migrations.applied:
             self.say(f"  applied {name}")
+        if not gw.dry_run:
+            release.migration_head = max(migrations.after, default="")
 
         self._switch_all(release, previous)
         gw.map(lambda h: append_history(gw, h, release, "current"), self.web).raise_if_failed("history")
@@ -362,9 +363,13 @@ class Deployment:
         return result
 
     def _migrations_since(self, release: Release) -> MigrationReport:
-        """Migrations applied after ``release`` was made: a rollback does not reverse them."""
+        """Migrations applied after ``release`` went out: a rollback does not reverse them."""
         report = MigrationReport()
         if self.gw.dry_run:
+            return report
+        if release.migration_head is None:
+            self.warnings.append(f"release {release.id} predates migration tracking: check _prisma_migrations "
+                                 "yourself before trusting the old code with the current schema")
             return report
         try:
             with connect_via(self.gw, self.web[0], self.app_env.database) as conn:
@@ -372,8 +377,9 @@ class Deployment:
         except OpsError as exc:
             self.warnings.append(f"could not list migrations since {release.version}: {exc}")
             return report
-        made = datetime.fromisoformat(release.time.replace("Z", "+00:00"))
-        report.after = [r["migration_name"] for r in rows if r["finished_at"] and r["finished_at"] > made]
+        # Prisma names migrations <timestamp>_<name>: later ones sort after the head.
+        report.after = [r["migration_name"] for r in rows
+                        if r["finished_at"] is not None and r["migration_name"] > release.migration_head]
         return report
 
     def _central_release(self, release: Release, outcome: str) -> None:

@@ -40,6 +40,8 @@ class Release:
     env_sha256: str = ""
     actor: str = field(default_factory=actor)
     time: str = field(default_factory=lambda: iso(utcnow()))
+    # Newest Prisma migration applied when this release went out ("" = none; None = unknown).
+    migration_head: str | None = None
 
     def record(self, outcome: str, **extra) -> str:
         data = {**asdict(self), "outcome": outcome, "at": iso(utcnow()), **extra}
@@ -47,8 +49,8 @@ class Release:
 
     @classmethod
     def from_record(cls, data: dict) -> Release:
-        return cls(**{k: data[k] for k in ("id", "version", "image", "digest", "env_sha256", "actor", "time")
-                      if k in data})
+        return cls(**{k: data[k] for k in ("id", "version", "image", "digest", "env_sha256", "actor", "time",
+                                           "migration_head") if k in data})
 
 
 def append_history(gw: Gateway, host: Host, release: Release, outcome: str, **extra) -> None:

@@ -1,17 +1,29 @@
-"""Per-host steps of a rolling switch behind nginx.
+"""Per-host steps of a rolling switch behind nginx, without reloading nginx.
 
-On each web host the app runs as ``<app>-web-<release>`` on the network
-``<app>-net``; nginx runs as ``<app>-proxy`` on the same network, publishing the
-site, and proxies to whichever app container its config names. Switching =
-start the new container, wait for its health check, rewrite the nginx config,
-``nginx -t`` then a graceful reload (old workers finish their requests), check the
-site answers with the new release, then stop the old container (SIGTERM: it
-drains). Old containers are kept stopped, the newest ``keep_releases``, so a
-rollback is a ``docker start`` away.
+On each web host nginx runs as ``<app>-proxy`` on the network ``<app>-net`` and
+proxies to the name ``<app>-web``, looked up per request in Docker's DNS (see
+``ops.commands.nginx.render_site_conf``). A release's container answers to that
+name only while it serves:
+
+1. start the new container off the app network (default bridge: it can reach the
+   database, and its port is published on the host's 127.0.0.1 for the health check);
+2. wait for its health check;
+3. connect it to the app network under ``<app>-web``: nginx now spreads requests
+   over old and new;
+4. wait until the site answers with the new version, and until every nginx worker's
+   DNS cache has expired (so each knows the new address);
+5. stop the old container (SIGTERM: the app refuses new connections, finishes the
+   ones it has; nginx retries a refused request on the new one), then take it off
+   the app network so that starting it again (rollback) puts it behind the health
+   check first.
+
+nginx is never reloaded for a switch, so client keep-alive connections survive it.
+Old containers stay stopped, the newest ``keep_releases`` of them, for rollback.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -24,12 +36,12 @@ from ops.inventory import Host
 from ops.layout import Layout
 from ops.remote import Gateway
 
-HEALTH_POLL = 0.5
+HEALTH_POLL = 0.2
 # Seconds an old container gets after SIGTERM to finish in-flight requests.
 STOP_TIMEOUT = 30
-# Seconds between the nginx reload and stopping the old container: old nginx
-# workers finish the requests they hold against it meanwhile.
-DRAIN_SECONDS = 2.0
+# nginx caches the DNS answer for <app>-web this long (resolver valid=...).
+RESOLVER_VALID = 1
+DOCKER_DNS = "127.0.0.11"
 
 
 class HealthCheckFailed(HostError):
@@ -55,8 +67,16 @@ def container_state(gw: Gateway, host: Host, name: str) -> str | None:
     return res.stdout.strip() if res.ok else None
 
 
+def networks_of(gw: Gateway, host: Host, name: str) -> set[str]:
+    res = gw.query(host, docker.inspect_argv(name, fmt="{{json .NetworkSettings.Networks}}"), check=False)
+    try:
+        return set(json.loads(res.stdout or "{}") or {})
+    except json.JSONDecodeError:
+        return set()
+
+
 def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings) -> str:
-    """Start (or restart a retained) container for ``release``; return its name."""
+    """Start (or restart a retained) container for ``release``, off the app network."""
     layout = Layout(gw.env)
     name = layout.web_container(release.id)
     state = container_state(gw, host, name)
@@ -66,7 +86,7 @@ def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings)
         gw.run(host, docker.start_argv(name))
         return name
     gw.run(host, docker.run_argv(
-        name, release.image, network=layout.network, env_file=layout.release_env(release.id),
+        name, release.image, env_file=layout.release_env(release.id),
         # Non-secret identity of the release, so the app can show it.
         env={"APP_VERSION": release.version, "APP_RELEASE": release.id, "PORT": str(gw.env.health.port)},
         # Published on the host's loopback only (any free port), for the health check from the host.
@@ -82,16 +102,18 @@ def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
     if gw.dry_run:
         gw.echo(f"[dry-run] {host.name}: wait for {name} {gw.env.health.path} to answer 200 (max {timeout:g}s)")
         return
-    port_line = gw.query(host, ("docker", "port", name, f"{gw.env.health.port}/tcp")).stdout.split()
-    address = port_line[0] if port_line else ""
-    url = f"http://{address}{gw.env.health.path}"
     deadline = time.monotonic() + timeout
-    last = ""
+    url = ""
     while True:
-        res = gw.query(host, ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", url), check=False)
-        if res.stdout.strip() == "200":
+        if not url:
+            # The published port appears once the container has started.
+            port_line = gw.query(host, ("docker", "port", name, f"{gw.env.health.port}/tcp"), check=False).stdout
+            url = f"http://{port_line.split()[0]}{gw.env.health.path}" if port_line.strip() else ""
+        res = gw.query(host, ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", url),
+                       check=False) if url else None
+        if res is not None and res.stdout.strip() == "200":
             return
-        last = res.stdout.strip() or res.stderr.strip()
+        last = (res.stdout.strip() or res.stderr.strip()) if res is not None else "no published port yet"
         state = container_state(gw, host, name)
         if state != "running" or time.monotonic() >= deadline:
             logs = gw.query(host, docker.logs_argv(name, 30), check=False)
@@ -104,17 +126,19 @@ def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
         time.sleep(HEALTH_POLL)
 
 
-def ensure_proxy(gw: Gateway, host: Host, upstream_container: str, app: AppSettings, release: Release) -> None:
-    """Point nginx at ``upstream_container`` (start the proxy the first time)."""
+def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
+    """The proxy runs with the current site config; reloaded only when the config changed."""
     layout = Layout(gw.env)
-    conf = render_site_conf(upstream=f"{upstream_container}:{gw.env.health.port}",
-                            listen_port=80, max_body_bytes=app.max_body_bytes, release=release.id)
+    conf = render_site_conf(upstream=f"{layout.web_service}:{gw.env.health.port}", listen_port=80,
+                            max_body_bytes=app.max_body_bytes, resolver=DOCKER_DNS, resolver_valid=RESOLVER_VALID)
     conf_dir = layout.proxy_conf_dir
-    gw.run(host, ("mkdir", "-p", conf_dir))
     site = f"{conf_dir}/{gw.env.app}.conf"
     previous = gw.query(host, shell("cat {p} 2>/dev/null || true", p=site)).stdout
-    gw.put(host, conf.encode(), f"{site}.new", mode=0o644)
-    gw.run(host, ("mv", f"{site}.new", site))
+    changed = previous != conf
+    if changed:
+        gw.run(host, ("mkdir", "-p", conf_dir))
+        gw.put(host, conf.encode(), f"{site}.new", mode=0o644)
+        gw.run(host, ("mv", f"{site}.new", site))
     proxy = layout.proxy_container
     state = container_state(gw, host, proxy)
     if state is None:
@@ -125,18 +149,31 @@ def ensure_proxy(gw: Gateway, host: Host, upstream_container: str, app: AppSetti
         return
     if state != "running":
         gw.run(host, docker.start_argv(proxy))
+    if not changed:
+        return
     test = gw.run(host, nginx_test_argv(proxy), check=False)
     if not test.ok:
         # Put the last good config back so a later reload cannot pick up the bad one.
         if previous:
             gw.put(host, previous.encode(), site, mode=0o644)
         raise HostError(f"nginx rejected the new config: {test.stderr.strip().splitlines()[-1:]}",
-                        host=host.name, hint="the proxy still serves the previous release")
+                        host=host.name, hint="the proxy still serves with its previous config")
+    # NOTE: a reload closes idle client keep-alive connections; it only happens when
+    # the config itself changed (first deploy of this tool version, MAX_FILE_SIZE...).
     gw.run(host, nginx_reload_argv(proxy))
 
 
+def join_service(gw: Gateway, host: Host, name: str) -> None:
+    """Put ``name`` behind nginx: on the app network under the service name."""
+    layout = Layout(gw.env)
+    if layout.network in networks_of(gw, host, name):
+        return
+    gw.run(host, ("docker", "network", "connect", "--alias", layout.web_service, layout.network, name))
+
+
 def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.0) -> None:
-    """After a reload, the site (through nginx) answers 200 with the new release."""
+    """The site (through nginx) answers 200 with the new release; then every nginx
+    worker's DNS cache has had time to learn the new address."""
     if gw.dry_run:
         return
     url = f"http://127.0.0.1:{gw.env.proxy.port}{gw.env.health.path}"
@@ -145,12 +182,13 @@ def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.
         res = gw.query(host, ("curl", "-sS", "-D", "-", "-o", "/dev/null", "-m", "3", url), check=False)
         headers = res.stdout.lower()
         if " 200" in headers.split("\r\n", 1)[0] and f"x-app-version: {release.version}".lower() in headers:
-            return
+            break
         if time.monotonic() >= deadline:
             status = res.stdout.split("\r\n", 1)[0] or res.stderr.strip()
             raise HostError(f"site does not serve {release.version} through nginx after the switch ({status})",
                             host=host.name)
         time.sleep(HEALTH_POLL)
+    time.sleep(RESOLVER_VALID + 0.5)
 
 
 def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
@@ -162,9 +200,9 @@ def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
 
 
 def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
-    """Stop every other web container (graceful), keep the newest N stopped, remove the rest."""
-    if not gw.dry_run:
-        time.sleep(DRAIN_SECONDS)
+    """Stop every other web container (graceful), take it off the app network, keep the
+    newest N stopped, remove the rest."""
+    layout = Layout(gw.env)
     keep = gw.env.deploy.keep_releases
     kept = 0
     for name, _rid, state in web_containers(gw, host):
@@ -172,6 +210,8 @@ def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
             continue
         if state == "running":
             gw.run(host, docker.stop_argv(name, STOP_TIMEOUT), timeout=STOP_TIMEOUT + 30)
+        if layout.network in networks_of(gw, host, name):
+            gw.run(host, ("docker", "network", "disconnect", layout.network, name))
         if kept < keep:
             kept += 1
         else:
@@ -187,7 +227,8 @@ def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, 
     except OpsError:
         gw.run(host, docker.rm_argv(name, force=True), check=False)
         raise
-    ensure_proxy(gw, host, name, app, release)
+    ensure_proxy(gw, host, app)
+    join_service(gw, host, name)
     wait_serving(gw, host, release)
     set_current(gw, host, release.id)
     retire_others(gw, host, name)

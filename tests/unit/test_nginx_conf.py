@@ -113,7 +113,7 @@ def test_upstream_is_listed_twice_so_a_refused_connection_is_retried_once():
     ]
     text = lines(conf())
     assert "proxy_next_upstream error timeout;" in text
-    assert "proxy_next_upstream_tries 2;" in text
+    assert "proxy_next_upstream_tries 3;" in text
 
 
 def test_body_size_and_listen_port_and_server_name():
@@ -185,3 +185,27 @@ def test_test_and_reload_commands():
         "docker", "exec", "athlete-platform-proxy", "nginx", "-s", "reload")
     with pytest.raises(ConfigError):
         nginx_reload_argv("proxy; rm -rf /")
+
+
+def dynamic_conf(**overrides) -> str:
+    return conf(upstream="athlete-platform-web:3000", release="", resolver="127.0.0.11", **overrides)
+
+
+def test_with_a_resolver_the_app_is_looked_up_per_request_and_no_upstream_block_is_written():
+    text = lines(dynamic_conf())
+    assert "resolver 127.0.0.11 valid=1s ipv6=off;" in text
+    assert "set $app_upstream athlete-platform-web:3000;" in text
+    assert text.count("proxy_pass http://$app_upstream;") == 2
+    assert not any(line.startswith("upstream ") for line in text)
+
+
+def test_dynamic_config_does_not_change_from_one_release_to_the_next():
+    # A deploy must not need a reload: nothing release-specific is in the file.
+    assert dynamic_conf() == conf(upstream="athlete-platform-web:3000", release="", resolver="127.0.0.11")
+    assert "X-Release" not in dynamic_conf()
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.11;", "x y", "$host", ""])
+def test_a_bad_resolver_is_refused(bad):
+    with pytest.raises(ConfigError):
+        conf(upstream="athlete-platform-web:3000", release="", resolver=bad)
