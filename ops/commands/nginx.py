@@ -149,7 +149,10 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "    proxy_set_header X-Forwarded-Host $http_host;",
         *hidden,
         "",
-        "    proxy_connect_timeout 5s;",
+        # Dynamic mode: the peers are containers on this host, a connect takes well under a
+        # millisecond; an address whose container just exited (still in a worker's DNS
+        # cache for up to resolver_valid) must fail fast and be retried on the next peer.
+        f"    proxy_connect_timeout {'1s' if resolver else '5s'};",
         "    proxy_read_timeout 60s;",
         "    # A refused or timed-out connection is retried once; a request the upstream already",
         "    # answered (or any non-idempotent one, e.g. POST) is never sent twice.",

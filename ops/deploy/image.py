@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +67,11 @@ def build_argv(env: Environment, source: Source, tag: str) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def build_and_push(env: Environment, source: Source, tag: str, say) -> str:
+def build_and_push(env: Environment, source: Source, tag: str, say, masker) -> str:
     """Build and push the app image; return its registry digest (sha256:...)."""
     ref, _ = registry.app_refs(env, tag)
     say(f"building {ref} from {source.path} ({source.sha[:12]})")
+    login_local(env, masker)
     local.run(build_argv(env, source, tag), timeout=1800)
     say(f"pushing {ref}")
     local.run(docker.push_argv(ref), timeout=1800)
@@ -87,6 +89,37 @@ def local_digest(ref: str) -> str:
     return ""
 
 
+def registry_credentials() -> tuple[str, str] | None:
+    """REGISTRY_USERNAME / REGISTRY_PASSWORD from the operator's environment.
+
+    NOTE: not from the app's env file: that file is uploaded to every web host and
+    handed to the app's containers, which have no business holding registry creds.
+    """
+    user, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
+    return (user, password) if user and password else None
+
+
+def login_argv(env: Environment, user: str) -> tuple[str, ...]:
+    """``docker login`` reading the password on stdin (never argv)."""
+    return ("docker", "login", "--username", user, "--password-stdin", env.registry.url)
+
+
+def login_local(env: Environment, masker) -> None:
+    creds = registry_credentials()
+    if creds is None or env.registry.tunnel:
+        return
+    masker.add(creds[1])
+    local.run(login_argv(env, creds[0]), input=creds[1].encode(), timeout=60)
+
+
+def login_host(gw: Gateway, host: Host) -> None:
+    creds = registry_credentials()
+    if creds is None or gw.env.registry.tunnel:
+        return
+    gw.mask.add(creds[1])
+    gw.run(host, login_argv(gw.env, creds[0]), stdin=creds[1])
+
+
 def image_present(gw: Gateway, host: Host, ref: str) -> bool:
     return gw.query(host, docker.inspect_argv(ref, kind="image", fmt="{{.Id}}"), check=False).ok
 
@@ -94,6 +127,7 @@ def image_present(gw: Gateway, host: Host, ref: str) -> bool:
 def pull(gw: Gateway, host: Host, ref: str) -> str:
     """Pull ``ref`` on ``host`` unless it is already there; return the host's repo digest."""
     if not image_present(gw, host, ref):
+        login_host(gw, host)
         with registry.registry_access(gw, host):
             gw.run(host, ("docker", "pull", "--quiet", ref), timeout=1800)
     res = gw.query(host, ("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref),

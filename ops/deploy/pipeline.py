@@ -262,7 +262,7 @@ class Deployment:
                 self.say(f"[dry-run] build and push {app_refs(env, tag)[0]} from {source.path}")
                 digest = ""
             else:
-                digest = images.build_and_push(env, source, tag, self.say)
+                digest = images.build_and_push(env, source, tag, self.say, self.masker)
         _, host_ref = app_refs(env, tag)
         release = Release(id=release_id(tag, audit.utcnow()), version=tag, image=host_ref, digest=digest,
                           env_sha256=env_checksum(self.app_env.content))

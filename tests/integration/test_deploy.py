@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ops import s3
 from ops.appenv import load_env_file
 from ops.deploy.pipeline import DeployFailed, DeployRequest, deploy, rollback
 from ops.deploy.release import current_release_id
@@ -139,6 +140,13 @@ def test_release_history_audit_and_env_file_are_recorded_on_each_host(fleet, san
     assert data["web1"]["releases"][0]["digest"].startswith("sha256:")
     audit = inv("audit", "--host", "sandbox", check=True).stdout
     assert "deploy" in audit and fleet.v2.release.version in audit
+    # The central copy survives the loss of a host: release record and audit events in S3.
+    client = s3.client(sandbox_env)
+    record = json.loads(client.get_object(Bucket=sandbox_env.s3.bucket, Key=s3.key(
+        sandbox_env, "releases", "sandbox", f"{fleet.v2.release.id}.json"))["Body"].read())
+    assert record["version"] == fleet.v2.release.version and record["outcome"] == "current"
+    events = client.list_objects_v2(Bucket=sandbox_env.s3.bucket, Prefix=s3.key(sandbox_env, "audit", "sandbox"))
+    assert any(fleet.v2.release.version in obj["Key"] or "deploy" in obj["Key"] for obj in events.get("Contents", []))
 
 
 def test_broken_health_check_fails_and_every_host_still_serves_v2(fleet, sandbox_env):

@@ -209,3 +209,8 @@ def test_dynamic_config_does_not_change_from_one_release_to_the_next():
 def test_a_bad_resolver_is_refused(bad):
     with pytest.raises(ConfigError):
         conf(upstream="athlete-platform-web:3000", release="", resolver=bad)
+
+
+def test_dynamic_mode_fails_fast_on_a_peer_that_just_went_away():
+    assert "proxy_connect_timeout 1s;" in lines(dynamic_conf())
+    assert "proxy_connect_timeout 5s;" in lines(conf())

@@ -108,3 +108,23 @@ def test_a_real_registry_is_the_same_ref_for_operator_and_hosts():
     env = load_environment("prod")
     assert registry.app_refs(env, "v1") == ("registry.example.com/athlete/web:v1",) * 2
     assert registry.service_ref(env, env.proxy.image) == "nginx:1.27"
+
+
+def test_registry_login_reads_the_password_on_stdin_never_argv(monkeypatch):
+    from ops.deploy.image import login_argv, registry_credentials
+
+    monkeypatch.setenv("REGISTRY_USERNAME", "deployer")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "hunter2-registry")
+    env = load_environment("prod")
+    assert registry_credentials() == ("deployer", "hunter2-registry")
+    argv = login_argv(env, "deployer")
+    assert argv == ("docker", "login", "--username", "deployer", "--password-stdin", "registry.example.com")
+    assert "hunter2-registry" not in " ".join(argv)
+
+
+def test_no_registry_login_without_both_credentials(monkeypatch):
+    from ops.deploy.image import registry_credentials
+
+    monkeypatch.setenv("REGISTRY_USERNAME", "deployer")
+    monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+    assert registry_credentials() is None
