@@ -87,6 +87,21 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    # Grandfather-father-son retention: the newest `keep_last`, plus the newest of each
+    # of the last `daily` days, `weekly` ISO weeks and `monthly` months.
+    keep_last: int = 7
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 6
+    # `backup.check` fails when the newest good backup is older than this (hours).
+    max_age_hours: float = 26.0
+    # Name of a variable in the operator env file holding a client-side encryption
+    # passphrase; unset = no client-side encryption (server-side `s3.sse` still applies).
+    encryption_key_var: str | None = None
+
+
+@dataclass(frozen=True)
 class DoctorSettings:
     min_free_gb: float = 2.0
     max_clock_skew: float = 2.0
@@ -167,6 +182,9 @@ class Environment:
     migrate: MigrateSettings = MigrateSettings()
     proxy: ProxySettings = ProxySettings()
     accessories: dict[str, Accessory] = field(default_factory=dict)
+    backup: BackupSettings = BackupSettings()
+    # Operator-side secrets (AWS_*, REGISTRY_*, backup passphrase): read here, never uploaded.
+    ops_env_file: Path | None = None
     # Local executables run around deploys (see ops/hooks.py).
     hooks_dir: Path = INVENTORY_DIR / "hooks"
 
@@ -238,7 +256,7 @@ class _Validator:
 
     TOP_KEYS = {"app", "production", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
                 "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories",
-                "hooks_dir"}
+                "hooks_dir", "backup", "ops_env_file"}
 
     def __init__(self, name: str, path: Path, root: Path):
         self.name = name
@@ -332,7 +350,8 @@ class _Validator:
             s3=self.s3(raw), sandbox=self.sandbox(raw), build=self.build(raw),
             migrate=self.migrate(raw), proxy=self.proxy(raw),
         )
-        env = dataclasses.replace(env, accessories=self.accessories(raw, env.hosts),
+        env = dataclasses.replace(env, accessories=self.accessories(raw, env.hosts), backup=self.backup(raw),
+                                  ops_env_file=self.path_value(raw, "ops_env_file", "ops_env_file"),
                                   hooks_dir=self.path_value(raw, "hooks_dir", "hooks_dir")
                                   or self.root / "inventory" / "hooks")
         if env.app_dir and not env.app_dir.startswith("/"):
@@ -461,6 +480,20 @@ class _Validator:
         return BuildSettings(source=self.path_value(sec, "source", "build.source"),
                              dockerfile=self.string(sec, "dockerfile", "build.dockerfile", "Dockerfile"),
                              args={k: str(v) for k, v in args.items()})
+
+    def backup(self, raw: dict) -> BackupSettings:
+        sec = self.section(raw, "backup", {"keep_last", "daily", "weekly", "monthly", "max_age_hours",
+                                           "encryption_key_var"})
+        var = self.string(sec, "encryption_key_var", "backup.encryption_key_var", None,
+                          pattern=re.compile(r"^[A-Z_][A-Z0-9_]*\Z"), what="a variable name like BACKUP_PASSPHRASE")
+        return BackupSettings(
+            keep_last=self.number(sec, "keep_last", "backup.keep_last", 7, lo=1, hi=10000),
+            daily=self.number(sec, "daily", "backup.daily", 7, lo=0, hi=10000),
+            weekly=self.number(sec, "weekly", "backup.weekly", 4, lo=0, hi=10000),
+            monthly=self.number(sec, "monthly", "backup.monthly", 6, lo=0, hi=10000),
+            max_age_hours=self.number(sec, "max_age_hours", "backup.max_age_hours", 26.0, lo=0.1, hi=100000,
+                                      integer=False),
+            encryption_key_var=var)
 
     def migrate(self, raw: dict) -> MigrateSettings:
         sec = self.section(raw, "migrate", {"command", "timeout"})

@@ -11,8 +11,8 @@ import yaml
 from ops.errors import ConfigError, InventoryError
 from ops.inventory import INVENTORY_DIR, PROJECT_ROOT, load_environment, resolve_target
 
-TOP_KEYS = ("accessories, app, app_dir, build, deploy, doctor, env_file, health, hooks_dir, hosts, image, migrate, "
-            "production, proxy, registry, s3, sandbox, ssh")
+TOP_KEYS = ("accessories, app, app_dir, backup, build, deploy, doctor, env_file, health, hooks_dir, hosts, image, "
+            "migrate, ops_env_file, production, proxy, registry, s3, sandbox, ssh")
 HOST_KEYS = "address, port, private_address, roles, user"
 
 VALID = {
