@@ -215,10 +215,11 @@ STEPS = [  # (owner, attribute, step name), in pipeline order
     (pipeline, "run_migrations", "migrate (one-off container)"),
     (ops_switch, "start_container", "switch: start container"),
     (ops_switch, "wait_healthy", "switch: wait healthy"),
-    (ops_switch, "ensure_proxy", "switch: nginx config + -t + reload"),
-    (ops_switch, "wait_serving", "switch: wait serving via nginx"),
+    (ops_switch, "ensure_proxy", "switch: nginx config (reload only if changed)"),
+    (ops_switch, "join_service", "switch: join the service alias"),
+    (ops_switch, "wait_serving", "switch: wait serving via nginx + DNS cache expiry"),
     (ops_switch, "set_current", "switch: set current"),
-    (ops_switch, "retire_others", "switch: drain sleep + stop/rm old"),
+    (ops_switch, "retire_others", "switch: stop old (graceful) + leave network + prune"),
     (pipeline, "append_history", "history append"),
     (pipeline.Deployment, "_central_release", "S3 release record"),
     (EnvironmentLock, "release", "lock release"),
@@ -592,7 +593,8 @@ def report(ctx: dict) -> str:
     L += table(["phase", "host", "versions", "switch_host ran (s)", "first new answer (s)",
                 "last old answer (s)", "overlap (s)", "old answers after first new", "other versions"], vrows)
     L += ["", "Seconds are from the start of the deploy/rollback call. 'Overlap' > 0 means both versions "
-          "answered on that host for that long (old nginx workers finishing their keep-alive connections).", ""]
+          "answered on that host for that long: both containers answer to the service name from the moment the "
+          "new one joins until the old one stops (nginx spreads requests over both; by design).", ""]
 
     for p in phases:
         L += [f"### Timeline of the {p.name} ({timeline_width(p)} s bins, s from the call's start)", "",
