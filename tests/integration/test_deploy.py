@@ -191,23 +191,6 @@ def test_second_deploy_is_refused_naming_the_holder(fleet, sandbox_env):
     assert "(deploy other)" in str(err.value)
 
 
-def test_lock_wait_queues_behind_another_operation_then_deploys(fleet, sandbox_env):
-    import threading
-
-    gw = Gateway(sandbox_env)
-    other = EnvironmentLock(gw, list(sandbox_env.hosts.values()), Holder("backup.db", actor="cron@ops"))
-    other.acquire()
-    releaser = threading.Timer(3.0, other.release)
-    releaser.start()
-    try:
-        result = fleet.deploy(version=fleet.v2.release.version, lock_wait=60)
-    finally:
-        releaser.join()
-        gw.close()
-    assert result.release.version == fleet.v2.release.version
-    assert served_versions() == {"web1": fleet.v2.release.version, "web2": fleet.v2.release.version}
-
-
 def test_host_down_at_preflight_changes_nothing_anywhere(fleet, sandbox_env):
     subprocess.run(["docker", "stop", "-t", "2", container_name("web2")], check=True, capture_output=True, timeout=60)
     try:
@@ -271,3 +254,20 @@ def test_app_logs_prefix_each_line_with_its_host(fleet):
     proc = inv("app.logs", "--host", "sandbox", "--lines", "5", check=True)
     hosts = {line.split(" | ", 1)[0] for line in proc.stdout.splitlines() if " | " in line}
     assert hosts == {"web1", "web2"}
+
+
+def test_lock_wait_queues_behind_another_operation_then_deploys(fleet, sandbox_env):
+    import threading
+
+    gw = Gateway(sandbox_env)
+    other = EnvironmentLock(gw, list(sandbox_env.hosts.values()), Holder("backup.db", actor="cron@ops"))
+    other.acquire()
+    releaser = threading.Timer(3.0, other.release)
+    releaser.start()
+    try:
+        result = fleet.deploy(version=fleet.v2.release.version, lock_wait=60)
+    finally:
+        releaser.join()
+        gw.close()
+    assert result.release.version == fleet.v2.release.version
+    assert served_versions() == {"web1": fleet.v2.release.version, "web2": fleet.v2.release.version}
