@@ -1,8 +1,8 @@
 """S3 client for the environment's bucket (backups, central audit and release records).
 
-Credentials: boto3's usual chain (env vars, ~/.aws, instance role), or
-AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment's env file. The
-sandbox's moto endpoint accepts any key, so it gets a fixed dummy one.
+Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the operator env file
+(``ops_env_file``) or the process environment, else boto3's usual chain (~/.aws,
+instance role). The sandbox's moto endpoint accepts any key, so it gets a dummy one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from ops.errors import ConfigError
 from ops.inventory import Environment
+from ops.opsenv import operator_value
 
 
 def client(env: Environment, env_values: dict[str, str] | None = None):
@@ -22,9 +23,10 @@ def client(env: Environment, env_values: dict[str, str] | None = None):
     s3 = env.s3
     kwargs = {}
     values = env_values or {}
-    if values.get("AWS_ACCESS_KEY_ID") and values.get("AWS_SECRET_ACCESS_KEY"):
-        kwargs = {"aws_access_key_id": values["AWS_ACCESS_KEY_ID"],
-                  "aws_secret_access_key": values["AWS_SECRET_ACCESS_KEY"]}
+    key_id = values.get("AWS_ACCESS_KEY_ID") or operator_value(env, "AWS_ACCESS_KEY_ID")
+    secret = values.get("AWS_SECRET_ACCESS_KEY") or operator_value(env, "AWS_SECRET_ACCESS_KEY")
+    if key_id and secret:
+        kwargs = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
     elif env.sandbox is not None:
         kwargs = {"aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"}
     config = Config(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from ops.commands import docker
 from ops.deploy.release import VERSION_RE
 from ops.errors import ConfigError, LocalToolError
 from ops.inventory import Environment, Host
+from ops.opsenv import operator_value
 from ops.remote import Gateway
 
 
@@ -89,13 +89,13 @@ def local_digest(ref: str) -> str:
     return ""
 
 
-def registry_credentials() -> tuple[str, str] | None:
-    """REGISTRY_USERNAME / REGISTRY_PASSWORD from the operator's environment.
+def registry_credentials(env: Environment) -> tuple[str, str] | None:
+    """REGISTRY_USERNAME / REGISTRY_PASSWORD from the operator env file or environment.
 
     NOTE: not from the app's env file: that file is uploaded to every web host and
     handed to the app's containers, which have no business holding registry creds.
     """
-    user, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
+    user, password = operator_value(env, "REGISTRY_USERNAME"), operator_value(env, "REGISTRY_PASSWORD")
     return (user, password) if user and password else None
 
 
@@ -105,7 +105,7 @@ def login_argv(env: Environment, user: str) -> tuple[str, ...]:
 
 
 def login_local(env: Environment, masker) -> None:
-    creds = registry_credentials()
+    creds = registry_credentials(env)
     if creds is None or env.registry.tunnel:
         return
     masker.add(creds[1])
@@ -113,7 +113,7 @@ def login_local(env: Environment, masker) -> None:
 
 
 def login_host(gw: Gateway, host: Host) -> None:
-    creds = registry_credentials()
+    creds = registry_credentials(gw.env)
     if creds is None or gw.env.registry.tunnel:
         return
     gw.mask.add(creds[1])

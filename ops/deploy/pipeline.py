@@ -140,14 +140,14 @@ def preflight(gw: Gateway, hosts: list[Host]) -> None:
     gw.map(check, hosts).raise_if_failed("preflight")
 
 
-def central_audit(env: Environment, values: dict[str, str]):
+def central_audit(env: Environment):
     if env.s3 is None:
         return None
 
     def put(event: audit.AuditEvent) -> None:
         day = event.time[:10].replace("-", "/")
         s3.put_json(env, s3.key(env, "audit", env.name, day, f"{event.time}-{event.action}-{event.id}.json"),
-                    vars(event), values)
+                    vars(event))
 
     return put
 
@@ -180,7 +180,7 @@ class Deployment:
         event = audit.AuditEvent(env=self.env.name, action=action, outcome=outcome, version=version,
                                  detail=self.masker(detail), hosts=[h.name for h in self.web])
         self.warnings += audit.record(self.gw, event, self.all_hosts,
-                                      central=central_audit(self.env, self.app_env.values))
+                                      central=central_audit(self.env))
 
     def _hook(self, name: str, release: Release, *, warn: bool = False) -> None:
         if self.req.dry_run:
@@ -387,8 +387,7 @@ class Deployment:
             return
         try:
             s3.put_json(self.env, s3.key(self.env, "releases", self.env.name, f"{release.id}.json"),
-                        {**vars(release), "outcome": outcome, "hosts": [h.name for h in self.web]},
-                        self.app_env.values)
+                        {**vars(release), "outcome": outcome, "hosts": [h.name for h in self.web]})
         except Exception as exc:  # noqa: BLE001 - the deploy itself succeeded
             self.warnings.append(f"central release record failed: {type(exc).__name__}: {self.masker(str(exc))}")
 

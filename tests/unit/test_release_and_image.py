@@ -116,7 +116,7 @@ def test_registry_login_reads_the_password_on_stdin_never_argv(monkeypatch):
     monkeypatch.setenv("REGISTRY_USERNAME", "deployer")
     monkeypatch.setenv("REGISTRY_PASSWORD", "hunter2-registry")
     env = load_environment("prod")
-    assert registry_credentials() == ("deployer", "hunter2-registry")
+    assert registry_credentials(env) == ("deployer", "hunter2-registry")
     argv = login_argv(env, "deployer")
     assert argv == ("docker", "login", "--username", "deployer", "--password-stdin", "registry.example.com")
     assert "hunter2-registry" not in " ".join(argv)
@@ -127,4 +127,4 @@ def test_no_registry_login_without_both_credentials(monkeypatch):
 
     monkeypatch.setenv("REGISTRY_USERNAME", "deployer")
     monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
-    assert registry_credentials() is None
+    assert registry_credentials(load_environment("prod")) is None
