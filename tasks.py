@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ops.tasks import accessory, app, deploy, doctor, hosts, lock, sandbox
+from ops.tasks import accessory, app, backup, deploy, doctor, hosts, lock, restore, sandbox
 
 ns = Collection()
 ns.add_task(doctor.doctor)
@@ -15,3 +15,5 @@ ns.add_collection(Collection.from_module(hosts), name="hosts")
 ns.add_collection(Collection.from_module(sandbox), name="sandbox")
 ns.add_collection(Collection.from_module(accessory), name="accessory")
 ns.add_collection(Collection.from_module(app), name="app")
+ns.add_collection(Collection.from_module(backup), name="backup")
+ns.add_collection(Collection.from_module(restore), name="restore")

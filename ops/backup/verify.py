@@ -1,0 +1,288 @@
+"""``inv backup.verify``: a restore drill for one backup.
+
+db backups: the object streams from S3 through the operator's machine (SHA-256
+computed on the way, decrypted if it was encrypted) into ``pg_restore`` inside the
+Postgres accessory, restoring into a scratch database ``ops_verify_<id>_<rand>``.
+Then the scratch database's per-table row counts (and checksums, when the manifest
+has them) and its newest Prisma migration are compared with the manifest. The
+scratch database is dropped whatever happens. The outcome is written into the
+manifest (``verified: {at, ok, detail}``); a checksum mismatch is never marked ok.
+
+uploads backups: the object streams from S3 and is read as a tar.gz here (nothing
+written to disk, no host touched); its SHA-256, file count and bytes are compared.
+
+The drill never touches the app's database (only the scratch one), so it takes
+no environment lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import secrets
+import tarfile
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ops import audit
+from ops.backup import catalog, crypto
+from ops.backup.catalog import Entry
+from ops.backup.dump import (
+    CHECKSUM_SCHEME,
+    BackupContext,
+    PgTarget,
+    migration_head,
+    pg_target,
+    session,
+    table_stats,
+)
+from ops.backup.manifest import Manifest
+from ops.backup.stream_upload import download_stream
+from ops.commands import Argv, docker
+from ops.errors import OpsError
+from ops.remote import Gateway
+
+# NOTE: RESTORE's pipe_into (stdin of a remote command), a candidate for Gateway.pipe_into.
+from ops.restore import pipe_into
+
+CHUNK = 1024 * 1024
+
+
+class VerifyFailed(OpsError):
+    """The drill found a difference (or could not complete)."""
+
+
+@dataclass
+class VerifyResult:
+    entry: Entry
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    tables: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def detail(self) -> str:
+        if self.ok:
+            kind = self.entry.manifest.kind
+            if kind == "db":
+                return f"restored into a scratch database: {self.tables} tables, {self.rows} rows, sha256 and " \
+                       f"migration head match"
+            return f"sha256 matches; {self.rows} files listed from the archive"
+        return "; ".join(self.problems)
+
+
+# ---------------------------------------------------------------- pure comparisons
+
+
+def scratch_name(backup_id: str) -> str:
+    """``ops_verify_<id, lowercased, [a-z0-9_] only>_<4 hex>``: unique per run, < 63 bytes."""
+    base = re.sub(r"[^a-z0-9]+", "_", backup_id.lower()).strip("_")[:40]
+    return f"ops_verify_{base}_{secrets.token_hex(2)}"
+
+
+def compare(m: Manifest, counts: dict[str, int], checksums: dict[str, str], head: str | None) -> list[str]:
+    """Every difference between the manifest and what was restored, one line each."""
+    problems = []
+    for table in sorted(set(m.table_counts) | set(counts)):
+        want, got = m.table_counts.get(table), counts.get(table)
+        if want is None:
+            problems.append(f"table {table}: restored with {got} rows but not in the manifest")
+        elif got is None:
+            problems.append(f"table {table}: {want} rows in the manifest but missing after restore")
+        elif want != got:
+            problems.append(f"table {table}: {want} rows in the manifest, {got} restored")
+    for table in sorted(m.table_checksums):
+        want = m.table_checksums[table]
+        if not want.startswith(CHECKSUM_SCHEME + ":") or table not in counts:
+            continue
+        if checksums.get(table) != want and m.table_counts.get(table) == counts.get(table):
+            problems.append(f"table {table}: row checksum differs from the manifest's (same row count)")
+    if (m.newest_migration or None) != (head or None):
+        problems.append(f"migration head: {m.newest_migration or 'none'} in the manifest, {head or 'none'} restored")
+    return problems
+
+
+# ---------------------------------------------------------------- streaming
+
+
+class HashingReader(io.RawIOBase):
+    """Passes bytes through, SHA-256 and byte count on the way."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        if not data:
+            return 0
+        n = len(data)
+        buffer[:n] = data
+        self.sha.update(data)
+        self.size += n
+        return n
+
+    def drain(self) -> None:
+        """Read what is left (so the digest covers the whole object)."""
+        while self.read(CHUNK):
+            pass
+
+
+def createdb_argv(target: PgTarget, name: str) -> Argv:
+    return docker.exec_argv(target.container, "createdb", "--no-password", f"--username={target.user}",
+                            "--template=template0", name)
+
+
+def dropdb_argv(target: PgTarget, name: str) -> Argv:
+    # --force (PostgreSQL 13+) ends sessions still connected to it.
+    return docker.exec_argv(target.container, "dropdb", "--no-password", f"--username={target.user}",
+                            "--if-exists", "--force", name)
+
+
+def pg_restore_argv(target: PgTarget, name: str) -> Argv:
+    # --exit-on-error: a drill that "mostly" restored is a failed drill.
+    return docker.exec_argv(target.container, "pg_restore", "--no-password", f"--username={target.user}",
+                            f"--dbname={name}", "--exit-on-error", interactive=True)
+
+
+# ---------------------------------------------------------------- the drill
+
+
+def choose(ctx: BackupContext, backup_id: str | None) -> Entry:
+    entries = catalog.list_backups(ctx.env, ctx.client)
+    if backup_id:
+        return catalog.get(entries, backup_id)
+    entry = catalog.newest(entries, "db")
+    if entry is None:
+        raise catalog.BackupNotFound("no db backups to verify",
+                                     hint=f"take one first: inv backup.db --host {ctx.env.name}")
+    return entry
+
+
+def _open(ctx: BackupContext, entry: Entry) -> tuple[HashingReader, object]:
+    """(hashing reader over the stored bytes, plaintext reader)."""
+    try:
+        body, _size = download_stream(ctx.client, ctx.bucket, entry.data_key)
+    except (BotoCoreError, ClientError) as exc:
+        raise catalog.s3_error(exc, f"reading {entry.data_key}", ctx.bucket) from None
+    hashing = HashingReader(body)
+    if entry.manifest.encrypted:
+        passphrase = ctx.passphrase()
+        if not passphrase:
+            raise VerifyFailed(f"backup {entry.id} is encrypted but backup.encryption_key_var is not set",
+                               hint="set it (and the passphrase in the ops env file) to verify this backup")
+        return hashing, crypto.decrypt_stream(io.BufferedReader(hashing, CHUNK), passphrase)
+    return hashing, hashing
+
+
+def _checksum_problems(m: Manifest, hashing: HashingReader) -> list[str]:
+    problems = []
+    if hashing.size != m.size:
+        problems.append(f"object is {hashing.size} bytes, manifest says {m.size}")
+    if hashing.sha.hexdigest() != m.sha256:
+        problems.append(f"sha256 mismatch: object {hashing.sha.hexdigest()[:16]}..., manifest {m.sha256[:16]}...")
+    return problems
+
+
+def verify_db(ctx: BackupContext, gw: Gateway, entry: Entry) -> VerifyResult:
+    m = entry.manifest
+    target = pg_target(ctx.env, ctx.app_values())
+    name = scratch_name(m.id)
+    result = VerifyResult(entry, ok=False)
+    ctx.say(f"{target.host.name}: restoring {m.id} ({m.size} bytes) into scratch database {name}")
+    gw.run(target.host, createdb_argv(target, name))
+    try:
+        hashing, plain = _open(ctx, entry)
+        restore_error: OpsError | None = None
+        try:
+            pipe_into(gw, target.host, pg_restore_argv(target, name), plain, chunk_size=CHUNK)
+        except crypto.DecryptError as exc:  # tampered or truncated ciphertext
+            restore_error = VerifyFailed(f"cannot decrypt {m.id}: {exc}")
+        except OpsError as exc:
+            restore_error = exc
+        with contextlib.suppress(OSError, OpsError):
+            hashing.drain()  # the digest must cover the whole object, even after a failure
+        problems = _checksum_problems(m, hashing)
+        if problems:  # the root cause when both happen: a damaged object fails pg_restore too
+            result.problems = problems
+            return result
+        if restore_error is not None:
+            result.problems = [f"pg_restore failed: {restore_error}"]
+            return result
+        with session(gw, target, dbname=name) as conn:
+            counts, sums = table_stats(conn, checksums=bool(m.table_checksums))
+            head = migration_head(conn)
+        result.tables, result.rows = len(counts), sum(counts.values())
+        result.problems = compare(m, counts, sums, head)
+        result.ok = not result.problems
+        return result
+    finally:
+        if "hashing" in locals():
+            with contextlib.suppress(Exception):
+                hashing.raw.close()
+        try:
+            gw.run(target.host, dropdb_argv(target, name), timeout=120)
+        except OpsError as exc:
+            ctx.say(f"warning: scratch database {name} not dropped: {exc} — drop it by hand: "
+                    f"docker exec {target.container} dropdb -U {target.user} {name}")
+
+
+def verify_uploads(ctx: BackupContext, entry: Entry) -> VerifyResult:
+    m = entry.manifest
+    result = VerifyResult(entry, ok=False)
+    hashing, plain = _open(ctx, entry)
+    files = size = 0
+    try:
+        with tarfile.open(fileobj=plain, mode="r|gz") as tar:
+            for member in tar:
+                if member.isfile():
+                    files += 1
+                    size += member.size
+    except crypto.DecryptError as exc:
+        result.problems.append(f"cannot decrypt: {exc}")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        result.problems.append(f"not a readable tar.gz: {exc}")
+    with contextlib.suppress(OSError, OpsError):
+        hashing.drain()
+    with contextlib.suppress(Exception):
+        hashing.raw.close()
+    checksum = _checksum_problems(m, hashing)
+    if checksum:
+        result.problems = checksum
+        return result
+    if not result.problems:
+        if m.file_count is not None and files != m.file_count:
+            result.problems.append(f"archive has {files} files, manifest says {m.file_count}")
+        if m.source_bytes is not None and size != m.source_bytes:
+            result.problems.append(f"archive has {size} bytes of files, manifest says {m.source_bytes}")
+    result.rows = files
+    result.ok = not result.problems
+    return result
+
+
+def verify(ctx: BackupContext, gw: Gateway, backup_id: str | None = None) -> VerifyResult:
+    """Run the drill, record the outcome in the manifest, audit it; raise VerifyFailed when not ok."""
+    entry = choose(ctx, backup_id)
+    started = audit.utcnow()
+    result = verify_db(ctx, gw, entry) if entry.manifest.kind == "db" else verify_uploads(ctx, entry)
+    result.seconds = (audit.utcnow() - started).total_seconds()
+    entry.manifest.mark_verified(result.ok, result.detail, audit.utcnow())
+    ctx.put_manifest(entry.manifest)
+    ctx.audit(gw, "backup.verify", "ok" if result.ok else "failed", f"{entry.id}: {result.detail}")
+    if not result.ok:
+        raise VerifyFailed(f"backup {entry.id} failed verification: {result.detail}",
+                           hint="do not rely on this backup; take a new one and investigate "
+                                f"(inv backup.db --host {ctx.env.name})")
+    return result
+
+
+__all__ = ["VerifyFailed", "VerifyResult", "compare", "scratch_name", "verify"]
