@@ -48,6 +48,9 @@ T = TypeVar("T")
 Command = Sequence[str] | ShellLine
 
 STDERR_TAIL_BYTES = 16 * 1024
+PIPE_CHUNK = 1024 * 1024
+# A restore of a large database may legitimately run for hours after its input ends.
+PIPE_FINISH_TIMEOUT = 6 * 3600.0
 
 # NOTE: paramiko's transport thread logs a full traceback for a host that drops the
 # connection (e.g. during boot). We report that failure ourselves, on one line; its
@@ -396,26 +399,16 @@ class RemoteStream(io.RawIOBase):
         self.host = host
         self.command = command
         self._mask = mask
-        self._stderr: deque[bytes] = deque()
-        self._stderr_len = 0
         # NOTE: if nobody reads stderr, the channel window fills and the remote
         # command blocks forever; a thread keeps draining it (bounded tail kept).
-        self._drain = threading.Thread(target=self._drain_stderr, daemon=True, name=f"stderr-{host}")
+        self._err = _Tail()
+        self._drain = threading.Thread(target=_drain, args=(channel.recv_stderr, self._err), daemon=True,
+                                       name=f"stderr-{host}")
         self._drain.start()
-
-    def _drain_stderr(self) -> None:
-        try:
-            while chunk := self.channel.recv_stderr(32768):
-                self._stderr.append(chunk)
-                self._stderr_len += len(chunk)
-                while self._stderr_len > STDERR_TAIL_BYTES and len(self._stderr) > 1:
-                    self._stderr_len -= len(self._stderr.popleft())
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
 
     @property
     def stderr(self) -> str:
-        return self._mask(b"".join(self._stderr).decode("utf-8", "replace"))
+        return self._mask(self._err.text())
 
     def readable(self) -> bool:
         return True
@@ -459,6 +452,115 @@ class RemoteStream(io.RawIOBase):
         else:
             self.channel.close()
             self._drain.join(timeout=5)
+
+
+# -- streaming bytes INTO a remote command --------------------------------------------
+# Gateway.stream reads a remote command's stdout; pipe_into feeds one's stdin
+# (pg_restore from a backup streamed out of S3, tar extracting an archive).
+class _Tail:
+    """The last ``limit`` bytes of a stream, read off a channel by a thread."""
+
+    def __init__(self, limit: int = STDERR_TAIL_BYTES):
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.limit = limit
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        while self.size > self.limit and len(self.chunks) > 1:
+            self.size -= len(self.chunks.popleft())
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+def _drain(recv: Callable[[int], bytes], tail: _Tail) -> None:
+    try:
+        while data := recv(32768):
+            tail.add(data)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
+@dataclass
+class PipeResult:
+    sent: int
+    stdout: str
+    stderr: str
+
+
+def pipe_into(gw: Gateway, host: Host, command, reader, *, chunk_size: int = PIPE_CHUNK,
+              idle_timeout: float | None = None, finish_timeout: float = PIPE_FINISH_TIMEOUT) -> PipeResult:
+    """Feed everything ``reader`` yields to ``command``'s stdin on ``host``; raise unless it exits 0.
+
+    Memory stays at one chunk. stdout and stderr are drained by threads (or the remote
+    command blocks once the channel window fills) and their tails kept for the error.
+    A local failure (reader error, Ctrl-C) closes the channel: the remote command sees
+    its input end early. The caller must treat that as failed, whatever it exits with.
+    """
+    text = render(command)
+    shown = gw.mask(text)
+    idle = idle_timeout or gw.env.ssh.command_timeout
+    transport = gw.connection(host).client.get_transport()
+    try:
+        channel = transport.open_session(timeout=gw.env.ssh.connect_timeout)
+        channel.settimeout(idle)
+        channel.exec_command(text)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise HostUnreachable(f"cannot start {shown}: {exc or type(exc).__name__}", host=host.name) from None
+    out, err = _Tail(), _Tail()
+    drains = [threading.Thread(target=_drain, args=(channel.recv, out), daemon=True, name=f"stdout-{host.name}"),
+              threading.Thread(target=_drain, args=(channel.recv_stderr, err), daemon=True,
+                               name=f"stderr-{host.name}")]
+    for t in drains:
+        t.start()
+
+    def failed(status: int | None, why: str) -> RemoteCommandFailed:
+        tail = gw.mask(err.text().strip() or out.text().strip())
+        last = [ln for ln in tail.splitlines() if ln.strip()][-3:]
+        return RemoteCommandFailed(f"{why}: {shown}" + (f": {' | '.join(last)}" if last else ""),
+                                   host=host.name, exit_code=status, stderr=tail)
+
+    sent = 0
+    early = False
+    try:
+        while True:
+            data = reader.read(chunk_size)  # a reader failure propagates as it is
+            if not data:
+                break
+            if channel.exit_status_ready():
+                early = True
+                break
+            try:
+                channel.sendall(data)
+            except TimeoutError:
+                raise CommandTimeout(f"no progress for {idle:g}s writing to {shown}", host=host.name) from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                if channel.status_event.wait(2):
+                    early = True  # the command ended (closing its stdin) while we were still sending
+                    break
+                raise HostUnreachable(f"SSH stream lost during {shown}: {exc or type(exc).__name__}",
+                                      host=host.name) from None
+            sent += len(data)
+        if not early:
+            channel.shutdown_write()
+        if not channel.status_event.wait(finish_timeout):
+            raise CommandTimeout(f"{shown} did not finish within {finish_timeout:g}s after its input ended",
+                                 host=host.name)
+        status = channel.recv_exit_status()
+        for t in drains:
+            t.join(timeout=5)
+        if status == -1:
+            raise HostUnreachable(f"SSH stream lost during {shown}: no exit status", host=host.name)
+        if status != 0:
+            raise failed(status, f"exit {status}" + (" before reading all its input" if early else ""))
+        if early:
+            raise failed(status, "exited 0 before reading all its input")
+        return PipeResult(sent, gw.mask(out.text()), gw.mask(err.text()))
+    finally:
+        channel.close()
+
 
 
 def _splice(sock: socket.socket, channel: paramiko.Channel, stop: threading.Event) -> None:
@@ -511,5 +613,5 @@ def fetch_host_keys(host: Host, *, timeout: float = 10.0) -> list[paramiko.PKey]
     return keys
 
 
-__all__ = ["Gateway", "HostResults", "FleetError", "RemoteStream", "RunResult", "fetch_host_keys",
+__all__ = ["PipeResult", "pipe_into", "Gateway", "HostResults", "FleetError", "RemoteStream", "RunResult", "fetch_host_keys",
            "host_pattern", "StrictHostKeyPolicy", "UnknownHostKey"]

@@ -39,14 +39,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import paramiko
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -57,25 +54,22 @@ from ops.backup.dump import BackupContext, PgTarget, session
 from ops.backup.manifest import Manifest
 from ops.backup.stream_upload import download_stream
 from ops.backup.timeparse import as_utc, format_utc, parse_at
-from ops.commands import docker, render
+from ops.commands import docker
 from ops.db import DatabaseURL
 from ops.deploy import switch
 from ops.deploy.pipeline import shielded_from_ctrl_c
-from ops.errors import CommandTimeout, ConfigError, HostError, HostUnreachable, OpsError, RemoteCommandFailed
+from ops.errors import ConfigError, HostError, OpsError
 from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.lock import EnvironmentLock, Holder
 from ops.registry import service_ref
-from ops.remote import Gateway
+from ops.remote import Gateway, pipe_into
 
 Say = Callable[[str], None]
 
 CHUNK = 1024 * 1024
-TAIL_BYTES = 16 * 1024
 # Postgres truncates identifiers to 63 bytes (NAMEDATALEN - 1): longer names would collide.
 MAX_IDENT = 63
-# pg_restore keeps building indexes after its input ended: no output for a while.
-FINISH_TIMEOUT = 6 * 3600.0
 # Milliseconds each remaining session of the live database gets to end after pg_terminate_backend.
 TERMINATE_WAIT_MS = 10_000
 MAINTENANCE_WAIT = 15.0
@@ -232,114 +226,6 @@ def human_age(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
     return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
-
-
-# -- streaming bytes INTO a remote command --------------------------------------------
-# NOTE: candidate for ops/remote.py (Gateway.pipe_into): the gateway streams a remote
-# command's stdout out (Gateway.stream) but has no way to feed one's stdin.
-class _Tail:
-    """The last ``limit`` bytes of a stream, read off a channel by a thread."""
-
-    def __init__(self, limit: int = TAIL_BYTES):
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.limit = limit
-
-    def add(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.size += len(data)
-        while self.size > self.limit and len(self.chunks) > 1:
-            self.size -= len(self.chunks.popleft())
-
-    def text(self) -> str:
-        return b"".join(self.chunks).decode("utf-8", "replace")
-
-
-def _drain(recv: Callable[[int], bytes], tail: _Tail) -> None:
-    try:
-        while data := recv(32768):
-            tail.add(data)
-    except (OSError, EOFError, paramiko.SSHException):
-        pass
-
-
-@dataclass
-class PipeResult:
-    sent: int
-    stdout: str
-    stderr: str
-
-
-def pipe_into(gw: Gateway, host: Host, command, reader, *, chunk_size: int = CHUNK,
-              idle_timeout: float | None = None, finish_timeout: float = FINISH_TIMEOUT) -> PipeResult:
-    """Feed everything ``reader`` yields to ``command``'s stdin on ``host``; raise unless it exits 0.
-
-    Memory stays at one chunk. stdout and stderr are drained by threads (or the remote
-    command blocks once the channel window fills) and their tails kept for the error.
-    A local failure (reader error, Ctrl-C) closes the channel: the remote command sees
-    its input end early. The caller must treat that as failed, whatever it exits with.
-    """
-    text = render(command)
-    shown = gw.mask(text)
-    idle = idle_timeout or gw.env.ssh.command_timeout
-    transport = gw.connection(host).client.get_transport()
-    try:
-        channel = transport.open_session(timeout=gw.env.ssh.connect_timeout)
-        channel.settimeout(idle)
-        channel.exec_command(text)
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise HostUnreachable(f"cannot start {shown}: {exc or type(exc).__name__}", host=host.name) from None
-    out, err = _Tail(), _Tail()
-    drains = [threading.Thread(target=_drain, args=(channel.recv, out), daemon=True, name=f"stdout-{host.name}"),
-              threading.Thread(target=_drain, args=(channel.recv_stderr, err), daemon=True,
-                               name=f"stderr-{host.name}")]
-    for t in drains:
-        t.start()
-
-    def failed(status: int | None, why: str) -> RemoteCommandFailed:
-        tail = gw.mask(err.text().strip() or out.text().strip())
-        last = [ln for ln in tail.splitlines() if ln.strip()][-3:]
-        return RemoteCommandFailed(f"{why}: {shown}" + (f": {' | '.join(last)}" if last else ""),
-                                   host=host.name, exit_code=status, stderr=tail)
-
-    sent = 0
-    early = False
-    try:
-        while True:
-            data = reader.read(chunk_size)  # a reader failure propagates as it is
-            if not data:
-                break
-            if channel.exit_status_ready():
-                early = True
-                break
-            try:
-                channel.sendall(data)
-            except TimeoutError:
-                raise CommandTimeout(f"no progress for {idle:g}s writing to {shown}", host=host.name) from None
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                if channel.status_event.wait(2):
-                    early = True  # the command ended (closing its stdin) while we were still sending
-                    break
-                raise HostUnreachable(f"SSH stream lost during {shown}: {exc or type(exc).__name__}",
-                                      host=host.name) from None
-            sent += len(data)
-        if not early:
-            channel.shutdown_write()
-        if not channel.status_event.wait(finish_timeout):
-            raise CommandTimeout(f"{shown} did not finish within {finish_timeout:g}s after its input ended",
-                                 host=host.name)
-        status = channel.recv_exit_status()
-        for t in drains:
-            t.join(timeout=5)
-        if status == -1:
-            raise HostUnreachable(f"SSH stream lost during {shown}: no exit status", host=host.name)
-        if status != 0:
-            raise failed(status, f"exit {status}" + (" before reading all its input" if early else ""))
-        if early:
-            raise failed(status, "exited 0 before reading all its input")
-        return PipeResult(sent, gw.mask(out.text()), gw.mask(err.text()))
-    finally:
-        channel.close()
 
 
 # -- the backup object ----------------------------------------------------------------
@@ -755,23 +641,22 @@ def restore_db(ctx: BackupContext, gw: Gateway, plan: DbPlan, *, say: Say = _qui
     env, m = ctx.env, plan.manifest
     t0 = time.monotonic()
     safety = None
-    if safety_backup and plan.live is not None:
-        # NOTE: backup_db takes (and releases) the environment lock itself, so it runs
-        # before ours; writes after it are still kept, in <db>_before_<ts>.
-        say(f"safety backup of {plan.target.dbname} ...")
-        try:
-            safety = dump.backup_db(ctx, gw, lock_wait=lock_wait)
-        except OpsError as exc:
-            raise RestoreFailed(f"the safety backup failed, so nothing was restored or changed: {exc}") from None
-        try:
-            safety.extra["reason"] = SAFETY_REASON
-            safety.extra["restore_of"] = m.id
-            ctx.put_manifest(safety)
-        except OpsError as exc:
-            plan.warnings.append(f"safety backup {safety.id} could not be marked as such: {exc}")
-        say(f"  safety backup {safety.id} ({human_bytes(safety.size)})")
     hosts = list(env.hosts.values())
     with EnvironmentLock(gw, hosts, Holder("restore", m.id), wait=lock_wait):
+        if safety_backup and plan.live is not None:
+            # Under our lock: no deploy or other restore can run between it and the swap.
+            say(f"safety backup of {plan.target.dbname} ...")
+            try:
+                safety = dump.backup_db(ctx, gw, lock=False)
+            except OpsError as exc:
+                raise RestoreFailed(f"the safety backup failed, so nothing was restored or changed: {exc}") from None
+            try:
+                safety.extra["reason"] = SAFETY_REASON
+                safety.extra["restore_of"] = m.id
+                ctx.put_manifest(safety)
+            except OpsError as exc:
+                plan.warnings.append(f"safety backup {safety.id} could not be marked as such: {exc}")
+            say(f"  safety backup {safety.id} ({human_bytes(safety.size)})")
         detail = f"{m.id} (finished {format_utc(m.finished_at)}) into {plan.target.dbname}" + (
             f"; safety backup {safety.id}" if safety else "")
         ctx.audit(gw, "restore", "started", detail, version=m.id)

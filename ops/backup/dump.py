@@ -432,8 +432,12 @@ def plan_db(ctx: BackupContext, *, checksums: bool) -> list[str]:
 
 
 def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_size: int | None = None,
-              lock_wait: float = 0.0) -> manifest.Manifest:
-    """Dump the Postgres accessory to S3; return the manifest (written last)."""
+              lock_wait: float = 0.0, lock: bool = True) -> manifest.Manifest:
+    """Dump the Postgres accessory to S3; return the manifest (written last).
+
+    ``lock=False``: the caller already holds the environment lock (a restore's
+    safety backup runs under the restore's own lock).
+    """
     env = ctx.env
     target = pg_target(env, ctx.app_values())
     passphrase = ctx.passphrase()
@@ -444,7 +448,8 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
     webs = env.with_roles("web")
     hosts = list(env.hosts.values())
     try:
-        with EnvironmentLock(gw, hosts, Holder("backup.db", backup_id), wait=lock_wait):
+        with (EnvironmentLock(gw, hosts, Holder("backup.db", backup_id), wait=lock_wait) if lock
+              else contextlib.nullcontext()):
             release = current_release_id(gw, webs[0]) if webs else None
             ctx.say(f"{target.host.name}: snapshot of {target.dbname}: reading versions and row counts")
             with session(gw, target) as conn:

@@ -41,8 +41,12 @@ STATS_RE = re.compile(r"^ops-uploads-stats files=(\d+) bytes=(\d+)$", re.MULTILI
 # tar, then the stats line on stderr. GNU tar exits 1 for "file changed as we read it"
 # (a live volume: the archive is still valid, the warning stays in stderr) and 2 for a
 # fatal error, which fails the backup.
-SCRIPT = (f"cd {DATA} || exit 2; tar -czf - .; rc=$?; [ $rc -le 1 ] || exit $rc; "
-          "find . -type f -printf '%s\\n' | awk '{n++; b+=$1} END {printf \"ops-uploads-stats files=%d bytes=%d\\n\", n, b}' >&2")
+# The work dirs of `inv restore.uploads` (.restore-*, .before-restore-*) are not uploads.
+SCRIPT = (f"cd {DATA} || exit 2; "
+          "tar --exclude='./.restore-*' --exclude='./.before-restore-*' -czf - .; rc=$?; "
+          "[ $rc -le 1 ] || exit $rc; "
+          "find . \\( -path './.restore-*' -o -path './.before-restore-*' \\) -prune -o -type f -printf '%s\\n' "
+          "| awk '{n++; b+=$1} END {printf \"ops-uploads-stats files=%d bytes=%d\\n\", n, b}' >&2")
 
 
 def volume_name(env: Environment) -> str:

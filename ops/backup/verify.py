@@ -43,10 +43,7 @@ from ops.backup.manifest import Manifest
 from ops.backup.stream_upload import download_stream
 from ops.commands import Argv, docker
 from ops.errors import OpsError
-from ops.remote import Gateway
-
-# NOTE: RESTORE's pipe_into (stdin of a remote command), a candidate for Gateway.pipe_into.
-from ops.restore import pipe_into
+from ops.remote import Gateway, pipe_into
 
 CHUNK = 1024 * 1024
 

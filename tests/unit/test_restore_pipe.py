@@ -1,4 +1,4 @@
-"""ops/restore.py pipe_into: bytes into a remote command's stdin, against a scripted fake channel."""
+"""ops/remote.py pipe_into: bytes into a remote command's stdin, against a scripted fake channel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ops import restore
+from ops import remote, restore
 from ops.errors import HostUnreachable, RemoteCommandFailed
 from ops.inventory import Host
 from ops.masking import Masker
@@ -97,7 +97,7 @@ ARGV = ("docker", "exec", "-i", "pg", "pg_restore", "--dbname=x")
 def test_every_byte_reaches_stdin_then_eof_and_exit_zero():
     data = bytes(range(256)) * 5000
     ch = FakeChannel()
-    res = restore.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(data), chunk_size=4096)
+    res = remote.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(data), chunk_size=4096)
     assert bytes(ch.received) == data and res.sent == len(data)
     assert ch.eof and ch.closed
     assert ch.command == "docker exec -i pg pg_restore --dbname=x"
@@ -106,14 +106,14 @@ def test_every_byte_reaches_stdin_then_eof_and_exit_zero():
 def test_a_command_that_fails_after_its_input_reports_its_stderr():
     ch = FakeChannel(status=1, stderr=b"pg_restore: error: relation exists\n")
     with pytest.raises(RemoteCommandFailed, match="exit 1: .*relation exists") as info:
-        restore.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(b"x" * 10))
+        remote.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(b"x" * 10))
     assert info.value.exit_code == 1 and info.value.host == "db1"
 
 
 def test_a_command_that_dies_half_way_stops_the_stream_and_says_so():
     ch = FakeChannel(fail_after=8192)
     with pytest.raises(RemoteCommandFailed, match="exit 1 before reading all its input.*boom"):
-        restore.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(b"y" * 100_000), chunk_size=4096)
+        remote.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(b"y" * 100_000), chunk_size=4096)
     assert len(ch.received) < 100_000 and not ch.eof and ch.closed
 
 
@@ -129,14 +129,14 @@ def test_a_failing_reader_closes_the_channel_and_its_error_propagates():
 
     ch = FakeChannel()
     with pytest.raises(ValueError, match="S3 went away"):
-        restore.pipe_into(FakeGateway(ch), HOST, ARGV, Broken())
+        remote.pipe_into(FakeGateway(ch), HOST, ARGV, Broken())
     assert ch.closed and not ch.eof
 
 
 def test_a_lost_connection_is_host_unreachable_not_success():
     ch = FakeChannel(lose_connection_after=4096)
     with pytest.raises(HostUnreachable, match="db1: SSH stream lost"):
-        restore.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(b"q" * 50_000), chunk_size=4096)
+        remote.pipe_into(FakeGateway(ch), HOST, ARGV, io.BytesIO(b"q" * 50_000), chunk_size=4096)
 
 
 def test_hashing_reader_counts_and_hashes_what_passes_through():
