@@ -22,8 +22,23 @@ def test_tar_container_mounts_the_volume_read_only_without_network_or_logs():
 
 
 def test_script_archives_then_counts_and_fails_only_on_a_fatal_tar_error():
-    assert uploads.SCRIPT.startswith("cd /data || exit 2; tar -czf - .; rc=$?; [ $rc -le 1 ] || exit $rc; find")
+    assert uploads.SCRIPT.startswith("cd /data || exit 2; tar --exclude='./.restore-*' "
+                                     "--exclude='./.before-restore-*' -czf - .; rc=$?; [ $rc -le 1 ] || exit $rc; find")
     assert uploads.SCRIPT.endswith(">&2")
+
+
+def test_script_leaves_out_the_work_dirs_of_an_uploads_restore(tmp_path):
+    import io
+    import subprocess
+    import tarfile
+
+    data = tmp_path / "data"
+    for rel in ("a.txt", ".restore-1/b", ".before-restore-2/c"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text("x")
+    proc = subprocess.run(["sh", "-c", uploads.SCRIPT.replace("/data", str(data))], capture_output=True, timeout=30)
+    assert tarfile.open(fileobj=io.BytesIO(proc.stdout)).getnames() == [".", "./a.txt"]
+    assert uploads.parse_stats(proc.stderr.decode()) == (1, 1)
 
 
 def test_stats_are_read_from_the_last_stats_line():
