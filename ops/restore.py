@@ -64,6 +64,7 @@ from ops.layout import Layout
 from ops.lock import EnvironmentLock, Holder
 from ops.registry import service_ref
 from ops.remote import Gateway, pipe_into
+from ops.table import human_bytes
 
 Say = Callable[[str], None]
 
@@ -204,17 +205,6 @@ def maintenance_conf(port: int, retry_after: int = RETRY_AFTER) -> str:
 
 def maintenance_container(env: Environment) -> str:
     return f"{env.app}-maintenance"
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def human_age(seconds: float) -> str:

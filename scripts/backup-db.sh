@@ -11,21 +11,4 @@
 #      nothing was attempted
 # After a successful backup, run `inv backup.check --host ENV` from monitoring to alert
 # on staleness; a failed cron run alone is easy to miss.
-set -uo pipefail
-usage() { echo "usage: $(basename "$0") ENV [backup.db flags]" >&2; exit 2; }
-[ $# -ge 1 ] && [ -n "$1" ] && [[ "$1" != -* ]] || usage
-env_name=$1; shift
-cd "$(dirname "$0")/.." || exit 2
-inv=.venv/bin/inv
-[ -x "$inv" ] || { echo "$(date -u +%FT%TZ) error: $inv not found: run scripts/bootstrap first" >&2; exit 2; }
-
-stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date -u +%FT%TZ)" "$line"; done; }
-echo "backup.db --host $env_name: start" | stamp
-"$inv" backup.db --host "$env_name" "$@" 2>&1 </dev/null | stamp
-rc=${PIPESTATUS[0]}
-case $rc in
-  0) echo "backup.db --host $env_name: ok" | stamp ;;
-  2) echo "backup.db --host $env_name: configuration error (exit 2)" | stamp ;;
-  *) echo "backup.db --host $env_name: FAILED (exit $rc)" | stamp; rc=1 ;;
-esac
-exit "$rc"
+OPS_WRAPPER=$0 exec "$(dirname "$0")/cron-task" backup.db "$@"

@@ -56,6 +56,7 @@ from ops.lock import EnvironmentLock, Holder
 from ops.masking import Masker
 from ops.opsenv import operator_value
 from ops.remote import Gateway, RemoteStream
+from ops.table import human_bytes
 
 Say = Callable[[str], None]
 
@@ -455,7 +456,7 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
             with session(gw, target) as conn:
                 conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(appname)))
                 snap = open_snapshot(conn)
-                ctx.say(f"{target.host.name}: pg_dump -Fc {target.dbname} ({_size(snap.database_bytes)} on disk) "
+                ctx.say(f"{target.host.name}: pg_dump -Fc {target.dbname} ({human_bytes(snap.database_bytes)} on disk) "
                         f"-> s3://{ctx.bucket}/{key}; row counts{' and checksums' if checksums else ''} meanwhile")
                 encryptor = crypto.encryptor(passphrase) if passphrase else None
                 # NOTE: counts (and checksums) read the same snapshot as pg_dump, in parallel with it:
@@ -497,14 +498,6 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
     ctx.audit(gw, "backup.db", "ok", f"{backup_id} {m.size} bytes sha256 {m.sha256[:12]} key {key}",
               version=release)
     return m
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 __all__ = ["BackupContext", "BackupFailed", "CHECKSUM_SCHEME", "PgTarget", "backup_db", "pg_dump_argv",

@@ -22,7 +22,7 @@ from ops.backup.timeparse import format_utc
 from ops.errors import ConfigError
 from ops.inventory import Environment, resolve_target
 from ops.remote import Gateway
-from ops.table import format_table
+from ops.table import format_table, human_bytes
 from ops.tasks import ops_task, print_json
 
 HOST_HELP = "environment (prod); backups always act on the whole environment"
@@ -59,14 +59,7 @@ def _context(env: Environment, say=_say) -> dump.BackupContext:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    return human_bytes(n, missing="-")
 
 
 def _kind(kind: str, *, allow_all: bool = False) -> str | None:
