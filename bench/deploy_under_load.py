@@ -44,6 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.report import write_section
 from ops import audit as ops_audit
 from ops import sandbox
 from ops.deploy import image as ops_image
@@ -822,7 +823,7 @@ def main(argv=None) -> int:
     text = report(ctx)
     print("\n" + text)
     if args.out:
-        args.out.write_text(text)
+        write_section(args.out, "deploy-bench", text)
         print(f"written to {args.out}")
     return 0
 
