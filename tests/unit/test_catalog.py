@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
-from ops import s3
 from ops.backup.catalog import BackupNotFound, find_at, get, list_backups, newest
 from ops.backup.manifest import Manifest, data_key, manifest_key
 from ops.errors import OpsError
-from ops.inventory import load_environment
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-_buckets = itertools.count()
 
 
 @pytest.fixture
-def env_client(endpoint):
-    env = load_environment("sandbox")
-    env = replace(env, s3=replace(env.s3, endpoint_url=endpoint, bucket=f"catalog-test-{next(_buckets)}"))
-    client = s3.client(env)
-    client.create_bucket(Bucket=env.s3.bucket)
-    return env, client
+def env_client(fresh_bucket):
+    return fresh_bucket("catalog-test")
 
 
 def t(text: str) -> datetime:

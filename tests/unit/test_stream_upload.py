@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import random
 import threading
 from dataclasses import replace
@@ -12,9 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
-from ops import s3
 from ops.backup import crypto, stream_upload
 from ops.backup.manifest import Manifest
 from ops.backup.stream_upload import (
@@ -28,32 +25,15 @@ from ops.backup.stream_upload import (
     upload_stream,
 )
 from ops.errors import OpsError
-from ops.inventory import load_environment
 
 PART = 5 * MiB  # S3's minimum part size
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-_buckets = itertools.count()
-
-
 @pytest.fixture
-def bucket(endpoint):
+def bucket(fresh_bucket):
     """A fresh bucket and a client configured exactly like ops/s3.py makes them."""
-    env = load_environment("sandbox")
-    name = f"upload-test-{next(_buckets)}"
-    env = replace(env, s3=replace(env.s3, endpoint_url=endpoint, bucket=name))
-    client = s3.client(env)
-    client.create_bucket(Bucket=name)
-    return client, name
+    env, client = fresh_bucket("upload-test")
+    return client, env.s3.bucket
 
 
 @pytest.fixture(autouse=True)
