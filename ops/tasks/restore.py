@@ -17,6 +17,18 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _show_and_confirm(plan, env_name: str, warning: str, *, dry_run: bool, yes: bool) -> bool:
+    """Print the plan; False on --dry-run; else ask for the environment name unless --yes."""
+    for line in plan.lines():
+        print(line)
+    if dry_run:
+        print("dry-run: nothing was changed (S3 was read to check the backup's checksum)")
+        return False
+    if not yes:
+        core.confirm(env_name, warning)
+    return True
+
+
 @ops_task(default=True, help={
     "host": "environment to restore (prod); the whole environment",
     "at": AT_HELP,
@@ -39,13 +51,9 @@ def db(c, host="", at="", yes=False, dry_run=False, lock_wait=0.0, health_timeou
     ctx = BackupContext(env, say=_say)
     with Gateway(env, masker=ctx.masker, echo=_say) as gw:
         plan = core.prepare_db(ctx, gw, at)
-        for line in plan.lines():
-            print(line)
-        if dry_run:
-            print("dry-run: nothing was changed (S3 was read to check the backup's checksum)")
+        if not _show_and_confirm(plan, env.name, f"This replaces database {plan.target.dbname} of {env.name}.",
+                                 dry_run=dry_run, yes=yes):
             return
-        if not yes:
-            core.confirm(env.name, f"This replaces database {plan.target.dbname} of {env.name}.")
         result = core.restore_db(ctx, gw, plan, say=_say, lock_wait=float(lock_wait),
                                  health_timeout=float(health_timeout) or None)
     for warning in result.warnings:
@@ -71,13 +79,9 @@ def uploads(c, host="", at="", id="", yes=False, dry_run=False, lock_wait=0.0):
     env = target.env
     ctx = BackupContext(env, say=_say)
     plan = core.prepare_uploads(ctx, list(target.hosts), at_text=at, backup_id=id)
-    for line in plan.lines():
-        print(line)
-    if dry_run:
-        print("dry-run: nothing was changed (S3 was read to check the backup's checksum)")
+    if not _show_and_confirm(plan, env.name, f"This replaces the uploads on {', '.join(h.name for h in plan.hosts)}.",
+                             dry_run=dry_run, yes=yes):
         return
-    if not yes:
-        core.confirm(env.name, f"This replaces the uploads on {', '.join(h.name for h in plan.hosts)}.")
     with Gateway(env, masker=ctx.masker, echo=_say) as gw:
         result = core.restore_uploads(ctx, gw, plan, say=_say, lock_wait=float(lock_wait))
     print(f"restored {result.files} files from {result.backup} on {', '.join(result.hosts)} in "
