@@ -458,14 +458,12 @@ def enter_maintenance(gw: Gateway, web: WebHost, image: str) -> None:
                                  volumes=[(conf_dir, "/etc/nginx/conf.d", "ro")],
                                  labels={"ops.app": env.app, "ops.role": "maintenance"}, restart=None))
     wait_site(gw, host, "503", MAINTENANCE_WAIT)
-    # Every nginx worker's DNS cache (valid RESOLVER_VALID s) now lists the maintenance
-    # container too: a request to a stopped app's address falls back on it.
-    time.sleep(switch.RESOLVER_VALID + 0.5)
+    # Every nginx worker now knows the maintenance container too: a request to a stopped
+    # app's address falls back on it.
+    switch.await_dns_caches(gw)
     for container in web.serving:
         web.stopped.append(container)
-        gw.run(host, docker.stop_argv(container, switch.STOP_TIMEOUT), timeout=switch.STOP_TIMEOUT + 30)
-        if layout.network in switch.networks_of(gw, host, container):
-            gw.run(host, ("docker", "network", "disconnect", layout.network, container))
+        switch.take_out_of_service(gw, host, container)
 
 
 def leave_maintenance(gw: Gateway, web: WebHost, health_timeout: float) -> None:
@@ -485,7 +483,7 @@ def leave_maintenance(gw: Gateway, web: WebHost, health_timeout: float) -> None:
         if web.stopped and not failures:
             wait_site(gw, host, "200", SITE_WAIT)
             # Every worker's DNS cache lists the app before its other peer goes away.
-            time.sleep(switch.RESOLVER_VALID + 0.5)
+            switch.await_dns_caches(gw)
     finally:
         if web.maintenance:
             gw.run(host, docker.rm_argv(maintenance_container(gw.env), force=True))

@@ -188,7 +188,25 @@ def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.
             raise HostError(f"site does not serve {release.version} through nginx after the switch ({status})",
                             host=host.name)
         time.sleep(HEALTH_POLL)
-    time.sleep(RESOLVER_VALID + 0.5)
+    await_dns_caches(gw)
+
+
+def await_dns_caches(gw: Gateway) -> None:
+    """Let every nginx worker's DNS cache (valid RESOLVER_VALID s) expire, so each knows
+    the addresses the service name has now before one of them goes away."""
+    if not gw.dry_run:
+        time.sleep(RESOLVER_VALID + 0.5)
+
+
+def take_out_of_service(gw: Gateway, host: Host, name: str, *, running: bool = True) -> None:
+    """Stop ``name`` gracefully (SIGTERM: it refuses new connections, nginx retries them on
+    the other peers, and finishes the ones it has), then take it off the app network so
+    that starting it again puts nothing behind nginx before its health check."""
+    layout = Layout(gw.env)
+    if running:
+        gw.run(host, docker.stop_argv(name, STOP_TIMEOUT), timeout=STOP_TIMEOUT + 30)
+    if layout.network in networks_of(gw, host, name):
+        gw.run(host, ("docker", "network", "disconnect", layout.network, name))
 
 
 def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
@@ -202,16 +220,12 @@ def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
 def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
     """Stop every other web container (graceful), take it off the app network, keep the
     newest N stopped, remove the rest."""
-    layout = Layout(gw.env)
     keep = gw.env.deploy.keep_releases
     kept = 0
     for name, _rid, state in web_containers(gw, host):
         if name == keep_running:
             continue
-        if state == "running":
-            gw.run(host, docker.stop_argv(name, STOP_TIMEOUT), timeout=STOP_TIMEOUT + 30)
-        if layout.network in networks_of(gw, host, name):
-            gw.run(host, ("docker", "network", "disconnect", layout.network, name))
+        take_out_of_service(gw, host, name, running=state == "running")
         if kept < keep:
             kept += 1
         else:
