@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 
 from ops.commands import docker
-from ops.deploy.pipeline import current_release
-from ops.deploy.release import Release
+from ops.deploy.release import Release, current_release
 from ops.errors import OpsError
 from ops.inventory import Host
 from ops.layout import Layout

@@ -73,6 +73,20 @@ def record(gw: Gateway, event: AuditEvent, hosts: list[Host], *, central=None) -
     return warnings
 
 
+def central_copy(env):
+    """A writer of audit events to S3 (``<prefix>audit/<env>/<day>/``), None without S3 settings."""
+    if env.s3 is None:
+        return None
+    from ops import s3  # NOTE: boto3 is imported only by tasks that need S3
+
+    def put(event: AuditEvent) -> None:
+        day = event.time[:10].replace("-", "/")
+        s3.put_json(env, s3.key(env, "audit", env.name, day, f"{event.time}-{event.action}-{event.id}.json"),
+                    vars(event))
+
+    return put
+
+
 def read_jsonl(gw: Gateway, host: Host, path: str, *, last: int | None = None) -> list[dict]:
     """JSON lines of a remote file (a missing file is empty; unreadable lines skipped)."""
     cmd = shell("tail -n {n} {p} 2>/dev/null || true", n=last, p=path) if last else \

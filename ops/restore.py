@@ -57,11 +57,11 @@ from ops.backup.timeparse import as_utc, format_utc, parse_at
 from ops.commands import docker
 from ops.db import DatabaseURL
 from ops.deploy import switch
-from ops.deploy.pipeline import shielded_from_ctrl_c
 from ops.errors import ConfigError, HostError, OpsError
 from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.lock import EnvironmentLock, Holder
+from ops.operation import shielded_from_ctrl_c
 from ops.registry import service_ref
 from ops.remote import Gateway, pipe_into
 from ops.table import human_bytes

@@ -48,7 +48,6 @@ from ops.backup import crypto, manifest
 from ops.backup.stream_upload import upload_stream
 from ops.commands import Argv, docker, render
 from ops.db import DatabaseURL, connect_via
-from ops.deploy.pipeline import central_audit
 from ops.deploy.release import current_release_id
 from ops.errors import ConfigError, OpsError
 from ops.inventory import Environment, Host
@@ -138,7 +137,7 @@ class BackupContext:
                                  detail=self.masker(detail),
                                  hosts=[h.name for h in (hosts or list(self.env.hosts.values()))])
         for warning in audit.record(gw, event, hosts or list(self.env.hosts.values()),
-                                    central=central_audit(self.env)):
+                                    central=audit.central_copy(self.env)):
             self.say(f"warning: {warning}")
 
     def put_manifest(self, m: manifest.Manifest, *, new_backup: bool = False) -> None:

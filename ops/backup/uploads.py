@@ -29,7 +29,7 @@ from ops import __version__, audit
 from ops.backup import crypto, manifest
 from ops.backup.dump import BackupContext, BackupFailed, stream_to_s3
 from ops.commands import Argv, docker, render
-from ops.deploy.pipeline import current_release
+from ops.deploy.release import current_release
 from ops.errors import ConfigError, HostError, OpsError
 from ops.inventory import Environment, Host
 from ops.lock import EnvironmentLock, Holder

@@ -14,9 +14,6 @@ Deploy order, and what a failure at each step leaves behind:
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,7 +27,7 @@ from ops.deploy.migrate import MigrationReport, run_migrations
 from ops.deploy.release import (
     Release,
     append_history,
-    current_release_id,
+    current_release,
     env_checksum,
     previous_good,
     read_history,
@@ -43,6 +40,7 @@ from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.lock import EnvironmentLock, Holder
 from ops.masking import Masker
+from ops.operation import shielded_from_ctrl_c
 from ops.registry import app_refs, service_ref
 from ops.remote import FleetError, Gateway
 
@@ -112,19 +110,6 @@ def docker_env_file(values: dict[str, str]) -> bytes:
     return "".join(lines).encode()
 
 
-@contextlib.contextmanager
-def shielded_from_ctrl_c(say: Say):
-    """Finish cleanup (rollback, unlock) even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: say("cleanup in progress: not interrupting it"))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def preflight(gw: Gateway, hosts: list[Host]) -> None:
     """Every host reachable, Docker usable, app_dir writable: else stop before touching anything."""
     app_dir = gw.env.app_dir
@@ -138,18 +123,6 @@ def preflight(gw: Gateway, hosts: list[Host]) -> None:
                            hint=f"create it once: sudo install -d -o {host.user} {app_dir}")
 
     gw.map(check, hosts).raise_if_failed("preflight")
-
-
-def central_audit(env: Environment):
-    if env.s3 is None:
-        return None
-
-    def put(event: audit.AuditEvent) -> None:
-        day = event.time[:10].replace("-", "/")
-        s3.put_json(env, s3.key(env, "audit", env.name, day, f"{event.time}-{event.action}-{event.id}.json"),
-                    vars(event))
-
-    return put
 
 
 def _upload_env(gw: Gateway, host: Host, release: Release, content: bytes) -> None:
@@ -180,7 +153,7 @@ class Deployment:
         event = audit.AuditEvent(env=self.env.name, action=action, outcome=outcome, version=version,
                                  detail=self.masker(detail), hosts=[h.name for h in self.web])
         self.warnings += audit.record(self.gw, event, self.all_hosts,
-                                      central=central_audit(self.env))
+                                      central=audit.central_copy(self.env))
 
     def _hook(self, name: str, release: Release, *, warn: bool = False) -> None:
         if self.req.dry_run:
@@ -390,16 +363,6 @@ class Deployment:
                         {**vars(release), "outcome": outcome, "hosts": [h.name for h in self.web]})
         except Exception as exc:  # noqa: BLE001 - the deploy itself succeeded
             self.warnings.append(f"central release record failed: {type(exc).__name__}: {self.masker(str(exc))}")
-
-
-def current_release(gw: Gateway, host: Host) -> Release | None:
-    rid = current_release_id(gw, host)
-    if not rid:
-        return None
-    for entry in reversed(read_history(gw, host)):
-        if entry.get("id") == rid:
-            return Release.from_record(entry)
-    return None
 
 
 def deploy(env: Environment, req: DeployRequest, say: Say) -> DeployResult:

@@ -101,3 +101,13 @@ def previous_good(entries: list[dict], current: str | None, *, version: str | No
     else:
         candidates = ordered
     return Release.from_record(served[candidates[0]]) if candidates else None
+
+
+def current_release(gw: Gateway, host: Host) -> Release | None:
+    rid = current_release_id(gw, host)
+    if not rid:
+        return None
+    for entry in reversed(read_history(gw, host)):
+        if entry.get("id") == rid:
+            return Release.from_record(entry)
+    return None
