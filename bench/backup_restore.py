@@ -46,10 +46,8 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bench.report import write_section
-from ops import restore as ops_restore
-from ops import s3, sandbox
+from ops import postgres, s3, sandbox
 from ops.appenv import load_env_file
-from ops.backup import dump
 from ops.backup.catalog import list_backups
 from ops.backup.stream_upload import download_stream
 from ops.backup.timeparse import parse_utc
@@ -57,7 +55,8 @@ from ops.commands import docker
 from ops.inventory import Environment, load_environment
 from ops.lock import status as lock_status
 from ops.masking import Masker
-from ops.remote import Gateway
+from ops.remote import Gateway, pipe_into
+from ops.restore.database import drop_database_sql
 
 ROOT = Path(__file__).resolve().parents[1]
 INV = str(Path(sys.executable).with_name("inv"))
@@ -172,7 +171,7 @@ class Counting:
         return data
 
 
-def naive_argv(target: dump.PgTarget) -> tuple[str, ...]:
+def naive_argv(target: postgres.PgTarget) -> tuple[str, ...]:
     # bash -o pipefail: a failing pg_dump fails the pipeline (the exit status is checked below)
     return docker.exec_argv(target.container, "bash", "-o", "pipefail", "-c",
                             'pg_dump -Fc --no-password --username="$1" --dbname="$2" | gzip -c',
@@ -181,7 +180,7 @@ def naive_argv(target: dump.PgTarget) -> tuple[str, ...]:
 
 def child_naive(key: str) -> int:
     env = load_environment("sandbox")
-    target = dump.pg_target(env, load_env_file(env.env_file))
+    target = postgres.pg_target(env, load_env_file(env.env_file))
     client = s3.client(env)
     t0 = time.monotonic()
     with Gateway(env, masker=Masker()) as gw:
@@ -200,7 +199,7 @@ class Fleet:
     def __init__(self, env: Environment, gw: Gateway):
         self.env = env
         self.gw = gw
-        self.target = dump.pg_target(env, load_env_file(env.env_file))
+        self.target = postgres.pg_target(env, load_env_file(env.env_file))
         self.client = s3.client(env)
 
     def run(self, *argv: str, timeout: float = REMOTE_TIMEOUT) -> tuple[float, str]:
@@ -228,7 +227,7 @@ class Fleet:
         self.sql("DROP TABLE IF EXISTS " + ", ".join(PGBENCH_TABLES))
 
     def drop_db(self, name: str) -> None:
-        self.sql(ops_restore.drop_database_sql(name), dbname="postgres")
+        self.sql(drop_database_sql(name), dbname="postgres")
 
     def pg_dump_devnull(self) -> float:
         seconds, _ = self.run("sh", "-c", 'pg_dump -Fc --no-password --username="$1" --dbname="$2" > /dev/null',
@@ -240,9 +239,9 @@ class Fleet:
         t0 = time.monotonic()
         body, _ = download_stream(self.client, self.env.s3.bucket, object_key)
         try:
-            ops_restore.pipe_into(self.gw, self.target.host,
-                                  docker.exec_argv(self.target.container, "sh", "-c", 'cat > "$1"', "stage", STAGED,
-                                                   interactive=True), body)
+            pipe_into(self.gw, self.target.host,
+                      docker.exec_argv(self.target.container, "sh", "-c", 'cat > "$1"', "stage", STAGED,
+                                       interactive=True), body)
         finally:
             body.close()
         return time.monotonic() - t0
@@ -413,7 +412,7 @@ def tool_backup(label: str, *, checksums: bool = True) -> Backup:
     b = Backup(label, child)
     if child.ok:
         with contextlib.suppress(ValueError):
-            b.manifest = json.loads(child.stdout)
+            b.manifest = json.loads(child.stdout)["data"]
     if b.manifest is None:
         raise RuntimeError(child.failure())
     log(f"  backup {b.id}: {mib(b.size)}")

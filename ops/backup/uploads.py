@@ -27,12 +27,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import __version__, audit
 from ops.backup import crypto, manifest
-from ops.backup.dump import BackupContext, BackupFailed, stream_to_s3
+from ops.backup.command_upload import stream_to_s3
+from ops.backup.context import BackupContext, BackupFailed
 from ops.commands import Argv, docker, render
 from ops.deploy.release import current_release
-from ops.errors import ConfigError, HostError, OpsError
+from ops.errors import ConfigError, HostError
 from ops.inventory import Environment, Host
-from ops.lock import EnvironmentLock, Holder
+from ops.operation import Operation
 from ops.registry import service_ref
 from ops.remote import Gateway
 
@@ -120,31 +121,30 @@ def backup_uploads(ctx: BackupContext, gw: Gateway, *, part_size: int | None = N
     key = manifest.data_key(env, "uploads", backup_id, started,
                             manifest.extension("uploads", encrypted=bool(passphrase)))
     hosts = list(env.hosts.values())
-    try:
-        with EnvironmentLock(gw, hosts, Holder("backup.uploads", backup_id), wait=lock_wait):
-            check_volume(gw, host)
-            image = tar_image(gw, host)
-            name = f"{env.app}-backup-{backup_id}"
-            ctx.say(f"{host.name}: tar -czf of volume {volume_name(env)} -> s3://{ctx.bucket}/{key}")
-            encryptor = crypto.encryptor(passphrase) if passphrase else None
-            result, stderr = stream_to_s3(
-                ctx, gw, host, tar_argv(env, image, name=name), key, what="tar of the uploads volume",
-                part_size=part_size, encryptor=encryptor,
-                on_failure=lambda: gw.run(host, docker.rm_argv(name, force=True), check=False, timeout=60))
-            try:
-                files, size = parse_stats(stderr)
-            except BackupFailed:
-                with contextlib.suppress(BotoCoreError, ClientError):
-                    ctx.client.delete_object(Bucket=ctx.bucket, Key=key)
-                raise
-            m = manifest.Manifest(
-                id=backup_id, kind="uploads", env=env.name, object_key=key, size=result.size,
-                sha256=result.sha256, started_at=started, finished_at=audit.utcnow(), tool_version=__version__,
-                encryption=encryptor.info if encryptor is not None else None,
-                file_count=files, source_bytes=size)
-            ctx.put_manifest(m, new_backup=True)
-    except OpsError as exc:
-        ctx.audit(gw, "backup.uploads", "failed", f"{backup_id}: {exc}")
-        raise
-    ctx.audit(gw, "backup.uploads", "ok", f"{backup_id} {m.file_count} files {m.size} bytes key {key}")
+    with Operation(gw, "backup.uploads", hosts, say=ctx.say, version=backup_id, lock_wait=lock_wait,
+                   detail=f"{backup_id} -> {key}") as op:
+        check_volume(gw, host)
+        image = tar_image(gw, host)
+        name = f"{env.app}-backup-{backup_id}"
+        ctx.say(f"{host.name}: tar -czf of volume {volume_name(env)} -> s3://{ctx.bucket}/{key}")
+        encryptor = crypto.encryptor(passphrase) if passphrase else None
+        result, stderr = stream_to_s3(
+            ctx, gw, host, tar_argv(env, image, name=name), key, what="tar of the uploads volume",
+            part_size=part_size, encryptor=encryptor,
+            on_failure=lambda: gw.run(host, docker.rm_argv(name, force=True), check=False, timeout=60))
+        try:
+            files, size = parse_stats(stderr)
+        except BackupFailed:
+            with contextlib.suppress(BotoCoreError, ClientError):
+                ctx.client.delete_object(Bucket=ctx.bucket, Key=key)
+            raise
+        m = manifest.Manifest(
+            id=backup_id, kind="uploads", env=env.name, object_key=key, size=result.size,
+            sha256=result.sha256, started_at=started, finished_at=audit.utcnow(), tool_version=__version__,
+            encryption=encryptor.info if encryptor is not None else None,
+            file_count=files, source_bytes=size)
+        ctx.put_manifest(m, new_backup=True)
+        op.outcome = f"{backup_id} {m.file_count} files {m.size} bytes key {key}"
+    for warning in op.warnings:
+        ctx.say(f"warning: {warning}")
     return m

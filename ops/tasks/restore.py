@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ops import restore as core
-from ops.backup.dump import BackupContext
+from ops.backup.context import BackupContext
 from ops.errors import ConfigError
 from ops.inventory import resolve_target
 from ops.remote import Gateway

@@ -22,11 +22,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ops import s3
+from ops import postgres, s3
 from ops.accessory import container_name
 from ops.appenv import load_env_file
-from ops.backup import catalog, check, dump, manifest, retention, verify
+from ops.backup import catalog, check, command_upload, dump, manifest, retention, verify
 from ops.backup import uploads as upload_backup
+from ops.backup.context import BackupContext, BackupFailed
 from ops.backup.stream_upload import sha256_of_object
 from ops.commands import docker, shell
 from ops.deploy.release import current_release_id
@@ -108,7 +109,7 @@ def env(scratch):
 
 @pytest.fixture
 def ctx(env):
-    return dump.BackupContext(env)
+    return BackupContext(env)
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def gw(env):
 @pytest.fixture(scope="module")
 def first_backup(scratch):
     env = scratch[0]
-    ctx = dump.BackupContext(env)
+    ctx = BackupContext(env)
     with Gateway(env) as gw:
         m = dump.backup_db(ctx, gw, lock_wait=60)
         release = current_release_id(gw, env.hosts["web1"])
@@ -234,10 +235,10 @@ def test_s3_failing_mid_upload_leaves_no_manifest_no_object_and_no_open_multipar
         from botocore.exceptions import EndpointConnectionError
         raise EndpointConnectionError(endpoint_url=env.s3.endpoint_url)
 
-    ctx = dump.BackupContext(env)
+    ctx = BackupContext(env)
     ctx.client = FailingClient(ctx.client, s3_down)
     try:
-        with pytest.raises(dump.BackupFailed, match="S3 upload failed") as info:
+        with pytest.raises(BackupFailed, match="S3 upload failed") as info:
             dump.backup_db(ctx, gw, checksums=False, part_size=8 * MiB, lock_wait=60)
     finally:
         drop_big_table(values, dbname)
@@ -257,10 +258,10 @@ def test_ssh_cut_during_pg_dump_leaves_no_manifest_no_object_and_no_open_multipa
     def cut():  # the SSH connection to db1 drops while pg_dump streams
         gw.connection(db1).client.get_transport().close()
 
-    ctx = dump.BackupContext(env)
+    ctx = BackupContext(env)
     ctx.client = FailingClient(ctx.client, cut)
     try:
-        with pytest.raises(dump.BackupFailed, match="SSH stream (lost|closed)") as info:
+        with pytest.raises(BackupFailed, match="SSH stream (lost|closed)") as info:
             dump.backup_db(ctx, gw, checksums=False, part_size=8 * MiB, lock_wait=60)
     finally:
         drop_big_table(values, dbname)
@@ -272,11 +273,11 @@ def test_ssh_cut_during_pg_dump_leaves_no_manifest_no_object_and_no_open_multipa
 
 def test_pg_dump_error_shows_its_stderr_and_keeps_nothing(env, scratch, gw, ctx):
     _, values, _ = scratch
-    target = dataclasses.replace(dump.pg_target(env, values), dbname="ops_bk_no_such_db")
+    target = dataclasses.replace(postgres.pg_target(env, values), dbname="ops_bk_no_such_db")
     key = manifest.data_key(env, "db", manifest.new_backup_id("db", datetime.now(UTC)), datetime.now(UTC), "dump")
     before = set(keys(env))
-    with pytest.raises(dump.BackupFailed) as info:
-        dump.stream_to_s3(ctx, gw, target.host, dump.pg_dump_argv(target, snapshot=None, application_name="x"),
+    with pytest.raises(BackupFailed) as info:
+        command_upload.stream_to_s3(ctx, gw, target.host, dump.pg_dump_argv(target, snapshot=None, application_name="x"),
                           key, what="pg_dump")
     assert 'database "ops_bk_no_such_db" does not exist' in str(info.value)
     assert set(keys(env)) == before and open_uploads(env) == []
@@ -291,7 +292,7 @@ def test_backup_of_a_missing_database_fails_cleanly_with_no_manifest(env, scratc
     bad = dataclasses.replace(env, env_file=env_file)
     before = set(keys(env))
     with Gateway(bad) as bad_gw, pytest.raises(OpsError, match='database "ops_bk_no_such_db" does not exist'):
-        dump.backup_db(dump.BackupContext(bad), bad_gw, lock_wait=60)
+        dump.backup_db(BackupContext(bad), bad_gw, lock_wait=60)
     assert set(keys(env)) == before and open_uploads(env) == []
 
 
@@ -344,7 +345,7 @@ def test_encrypted_backup_round_trips_through_verify(env, scratch, gw, tmp_path)
     os.chmod(ops_env, 0o600)
     enc = dataclasses.replace(env, ops_env_file=ops_env,
                               backup=dataclasses.replace(env.backup, encryption_key_var="BACKUP_PASSPHRASE"))
-    ctx = dump.BackupContext(enc)
+    ctx = BackupContext(enc)
     m = dump.backup_db(ctx, gw, checksums=False, lock_wait=60)
     assert m.object_key.endswith(".dump.enc") and m.encryption["scheme"].startswith("aes-256-gcm")
     head = ctx.client.get_object(Bucket=env.s3.bucket, Key=m.object_key, Range="bytes=0-7")["Body"].read()
@@ -383,7 +384,7 @@ def put_fake(env, client, kind: str, started: datetime) -> str:
 def test_prune_against_the_endpoint_keeps_exactly_the_planned_set(scratch, gw):
     base = scratch[0]
     env = dataclasses.replace(base, s3=dataclasses.replace(base.s3, prefix=f"{base.s3.prefix}prune/"))
-    ctx = dump.BackupContext(env)
+    ctx = BackupContext(env)
     client = ctx.client
     try:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -466,7 +467,7 @@ def test_cron_wrapper_then_list_verify_check_and_prune_dry_run_on_the_cli(base, 
     assert password not in proc.stdout + proc.stderr
 
     listed = inv("backup.list", "--host", "sandbox", "--json", check=True)
-    assert backup_id in [row["id"] for row in json.loads(listed.stdout)]
+    assert backup_id in [row["id"] for row in json.loads(listed.stdout)["data"]]
     table = inv("backup.list", "--host", "sandbox", "--kind", "db", check=True)
     assert backup_id in table.stdout and "VERIFIED" in table.stdout
 

@@ -30,7 +30,7 @@ from ops.audit import read_log, utcnow
 from ops.backup import dump
 from ops.backup import manifest as mf
 from ops.backup import uploads as upload_backup
-from ops.backup.dump import BackupContext
+from ops.backup.context import BackupContext
 from ops.backup.timeparse import format_utc
 from ops.commands import docker
 from ops.deploy.pipeline import DeployRequest, deploy

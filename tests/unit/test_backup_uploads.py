@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ops.backup import uploads
-from ops.backup.dump import BackupFailed
+from ops.backup.context import BackupFailed
 from ops.inventory import load_environment
 
 

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from ops import remote, restore
+from ops import remote
 from ops.errors import HostUnreachable, RemoteCommandFailed
 from ops.inventory import Host
 from ops.masking import Masker
+from ops.restore.objects import HashingReader
 
 HOST = Host("db1", "127.0.0.1", roles=("db",))
 
@@ -142,6 +143,6 @@ def test_a_lost_connection_is_host_unreachable_not_success():
 def test_hashing_reader_counts_and_hashes_what_passes_through():
     import hashlib
 
-    r = restore.HashingReader(io.BytesIO(b"hello world"))
+    r = HashingReader(io.BytesIO(b"hello world"))
     assert r.read(5) + r.read(100) + r.read(100) == b"hello world"
     assert r.size == 11 and r.sha256 == hashlib.sha256(b"hello world").hexdigest()

@@ -7,7 +7,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from ops import restore
+from ops.restore.uploads import CLEANUP_SCRIPT, EXTRACT_SCRIPT, STATS_RE, SWAP_SCRIPT
 
 TS = "20261124_030000"
 
@@ -33,17 +33,17 @@ def archive(files: dict[str, str]) -> bytes:
 
 def test_extract_unpacks_beside_the_live_files_and_counts_them(tmp_path):
     (tmp_path / "live.txt").write_text("live")
-    res = run(restore.EXTRACT_SCRIPT, tmp_path, archive({"a.png": "A", "sub/b.pdf": "B", ".hidden": "H"}))
+    res = run(EXTRACT_SCRIPT, tmp_path, archive({"a.png": "A", "sub/b.pdf": "B", ".hidden": "H"}))
     assert res.returncode == 0, res.stderr
-    assert restore.STATS_RE.findall(res.stdout.decode()) == ["3"]
+    assert STATS_RE.findall(res.stdout.decode()) == ["3"]
     assert tree(tmp_path) == {"live.txt": "live", f".restore-{TS}/a.png": "A", f".restore-{TS}/sub/b.pdf": "B",
                               f".restore-{TS}/.hidden": "H"}
 
 
 def test_extract_of_a_truncated_archive_fails(tmp_path):
-    res = run(restore.EXTRACT_SCRIPT, tmp_path, archive({"a.png": "A" * 5000})[:40])
+    res = run(EXTRACT_SCRIPT, tmp_path, archive({"a.png": "A" * 5000})[:40])
     assert res.returncode != 0
-    assert not restore.STATS_RE.findall(res.stdout.decode())
+    assert not STATS_RE.findall(res.stdout.decode())
 
 
 def test_swap_moves_the_live_files_aside_and_the_restored_ones_in(tmp_path):
@@ -56,7 +56,7 @@ def test_swap_moves_the_live_files_aside_and_the_restored_ones_in(tmp_path):
     (new / "dir").mkdir(parents=True)
     (new / "new.txt").write_text("new")
     (new / "dir" / "y.txt").write_text("y")
-    res = run(restore.SWAP_SCRIPT, tmp_path)
+    res = run(SWAP_SCRIPT, tmp_path)
     assert res.returncode == 0, res.stderr
     assert b"ops-restore-swapped" in res.stdout
     assert tree(tmp_path) == {
@@ -67,7 +67,7 @@ def test_swap_moves_the_live_files_aside_and_the_restored_ones_in(tmp_path):
 
 def test_swap_refuses_without_an_extracted_copy_and_changes_nothing(tmp_path):
     (tmp_path / "old.txt").write_text("old")
-    res = run(restore.SWAP_SCRIPT, tmp_path)
+    res = run(SWAP_SCRIPT, tmp_path)
     assert res.returncode != 0
     assert tree(tmp_path) == {"old.txt": "old"}
 
@@ -77,7 +77,7 @@ def test_swap_refuses_when_the_aside_directory_exists_and_changes_nothing(tmp_pa
     (tmp_path / f".restore-{TS}").mkdir()
     (tmp_path / f".restore-{TS}" / "new.txt").write_text("new")
     (tmp_path / f".before-restore-{TS}").mkdir()
-    res = run(restore.SWAP_SCRIPT, tmp_path)
+    res = run(SWAP_SCRIPT, tmp_path)
     assert res.returncode != 0
     assert tree(tmp_path) == {"old.txt": "old", f".restore-{TS}/new.txt": "new"}
 
@@ -86,5 +86,5 @@ def test_cleanup_removes_only_the_extracted_copy(tmp_path):
     (tmp_path / "old.txt").write_text("old")
     (tmp_path / f".restore-{TS}").mkdir()
     (tmp_path / f".restore-{TS}" / "new.txt").write_text("new")
-    assert run(restore.CLEANUP_SCRIPT, tmp_path).returncode == 0
+    assert run(CLEANUP_SCRIPT, tmp_path).returncode == 0
     assert tree(tmp_path) == {"old.txt": "old"}

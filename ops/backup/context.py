@@ -1,0 +1,104 @@
+"""What every backup task needs (``BackupContext``: the environment, its env files and secrets,
+the S3 client, the encryption passphrase, audit lines, manifests) and how a backup fails."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ops import accessory, audit, s3
+from ops.appenv import load_env_file, secret_values
+from ops.backup import manifest
+from ops.errors import ConfigError, OpsError
+from ops.inventory import Environment, Host
+from ops.masking import Masker
+from ops.opsenv import operator_value
+from ops.remote import Gateway
+
+Say = Callable[[str], None]
+
+
+class BackupFailed(OpsError):
+    """The backup did not complete; nothing was kept (no manifest)."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class BackupContext:
+    """What every backup task needs: the environment, its secrets (masked), the S3 client."""
+
+    env: Environment
+    say: Say = _quiet
+    masker: Masker = field(default_factory=Masker)
+    client: object | None = None
+    _app_values: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.env.s3 is None:
+            raise ConfigError(f"no s3 section in {self.env.path.name}: backups need a bucket",
+                              hint="add s3: {bucket: ..., region: ...} to the inventory")
+        if self.client is None:
+            self.client = s3.client(self.env)
+
+    @property
+    def bucket(self) -> str:
+        return self.env.s3.bucket
+
+    def app_values(self) -> dict[str, str]:
+        """The app's env file (POSTGRES_*), secrets registered with the masker."""
+        if self._app_values is None:
+            if self.env.env_file is None:
+                raise ConfigError(f"{self.env.path.name} sets no env_file: the database credentials are there",
+                                  hint="set env_file: in the inventory")
+            self._app_values = load_env_file(self.env.env_file)
+            self.masker.add(*secret_values(self._app_values), *accessory.secret_values(self._app_values))
+        return self._app_values
+
+    def passphrase(self) -> str | None:
+        """The client-side encryption passphrase (None: encryption off): the variable named by
+        ``backup.encryption_key_var``, from ``ops_env_file`` or the process environment."""
+        var = self.env.backup.encryption_key_var
+        if not var:
+            return None
+        value = operator_value(self.env, var)
+        if not value:
+            where = str(self.env.ops_env_file) if self.env.ops_env_file else "the environment (no ops_env_file set)"
+            raise ConfigError(f"{var} is not set in {where}: backups of {self.env.name} are configured to be "
+                              "client-side encrypted with it (backup.encryption_key_var)",
+                              hint=f"add {var}=<long random passphrase> to the ops env file (chmod 600), and keep "
+                                   "a copy offline: without it no backup can be restored")
+        self.masker.add(value)
+        return value
+
+    def audit(self, gw: Gateway, action: str, outcome: str, detail: str, hosts: list[Host] | None = None,
+              version: str | None = None) -> None:
+        event = audit.AuditEvent(env=self.env.name, action=action, outcome=outcome, version=version,
+                                 detail=self.masker(detail),
+                                 hosts=[h.name for h in (hosts or list(self.env.hosts.values()))])
+        for warning in audit.record(gw, event, hosts or list(self.env.hosts.values()),
+                                    central=audit.central_copy(self.env)):
+            self.say(f"warning: {warning}")
+
+    def put_manifest(self, m: manifest.Manifest, *, new_backup: bool = False) -> None:
+        """Write (or rewrite) ``m`` next to its data. For a ``new_backup`` that fails here, the data
+        object is removed too: without its manifest it would only be an orphan."""
+        extra = {"ServerSideEncryption": self.env.s3.sse} if self.env.s3.sse else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=manifest.manifest_key(m.object_key), Body=m.to_json(),
+                                   ContentType="application/json", **extra)
+        except (BotoCoreError, ClientError) as exc:
+            if new_backup:
+                with contextlib.suppress(BotoCoreError, ClientError):
+                    self.client.delete_object(Bucket=self.bucket, Key=m.object_key)
+            raise self.s3_error(f"writing the manifest of {m.id}" + (" (data removed)" if new_backup else ""),
+                                exc) from None
+
+    def s3_error(self, what: str, exc: Exception) -> BackupFailed:
+        return BackupFailed(f"{what}: S3 error: {self.masker(str(exc))}",
+                            hint=f"check the bucket {self.bucket}, the endpoint and the credentials")
