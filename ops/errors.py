@@ -16,11 +16,18 @@ class OpsError(Exception):
         self.message = message
         self.host = host
         self.hint = hint
+        self.followups: list[str] = []
+
+    def also(self, what: str) -> None:
+        """Something that went wrong while cleaning up after this error: shown after it, never instead."""
+        self.followups.append(what)
 
     def __str__(self) -> str:
         text = f"{self.host}: {self.message}" if self.host else self.message
         if self.hint:
             text = f"{text} — {self.hint}"
+        for line in getattr(self, "followups", ()):
+            text = f"{text}\n  also: {line}"
         return text
 
 

@@ -21,7 +21,6 @@ from ops import audit, s3
 from ops.appenv import check_env_file, secret_values
 from ops.commands import docker, shell
 from ops.commands.nginx import body_limit_for_upload
-from ops.db import DatabaseURL, applied_migrations, connect_via
 from ops.deploy import image as images
 from ops.deploy.migrate import MigrationReport, run_migrations
 from ops.deploy.release import (
@@ -34,13 +33,13 @@ from ops.deploy.release import (
     release_id,
 )
 from ops.deploy.switch import AppSettings, ensure_network, switch_host
-from ops.errors import ConfigError, OpsError
-from ops.hooks import hook_path, run_hook
+from ops.errors import ConfigError, HostUnreachable, OpsError
+from ops.hooks import run_hook
 from ops.inventory import Environment, Host
 from ops.layout import Layout
-from ops.lock import EnvironmentLock, Holder
 from ops.masking import Masker
-from ops.operation import shielded_from_ctrl_c
+from ops.operation import Operation, Plan, shielded_from_ctrl_c
+from ops.postgres import DatabaseURL, applied_migrations, connect_via
 from ops.registry import app_refs, service_ref
 from ops.remote import FleetError, Gateway
 
@@ -59,6 +58,7 @@ class DeployRequest:
     allow_dirty: bool = False
     lock_wait: float = 0.0
     health_timeout: float | None = None
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass
@@ -122,7 +122,26 @@ def preflight(gw: Gateway, hosts: list[Host]) -> None:
             raise OpsError(f"{app_dir} is not writable by {host.user}",
                            hint=f"create it once: sudo install -d -o {host.user} {app_dir}")
 
-    gw.map(check, hosts).raise_if_failed("preflight")
+    results = gw.map(check, hosts)
+    if results.failed:
+        err = FleetError("preflight (nothing was changed)", results.failed, total=len(hosts))
+        down = [name for name, e in results.failed.items() if isinstance(e, HostUnreachable)]
+        if down and len(down) < len(hosts):
+            err.hint = (f"to go on without {', '.join(down)} (recorded in the audit): "
+                        f"--exclude {','.join(down)}")
+        raise err
+
+
+def exclude_hosts(env: Environment, names: list[str] | tuple[str, ...]) -> list[Host]:
+    """The environment's hosts minus ``names``, each of which must exist; some web host must remain."""
+    unknown = [n for n in names if n not in env.hosts]
+    if unknown:
+        raise ConfigError(f"--exclude {','.join(unknown)}: no such host in {env.path.name}",
+                          hint=f"hosts: {', '.join(env.hosts)}")
+    hosts = [h for h in env.hosts.values() if h.name not in names]
+    if not [h for h in hosts if "web" in h.roles]:
+        raise ConfigError("--exclude leaves no web host to act on", hint="exclude fewer hosts")
+    return hosts
 
 
 def _upload_env(gw: Gateway, host: Host, release: Release, content: bytes) -> None:
@@ -140,26 +159,22 @@ class Deployment:
         self.say = say
         self.masker = Masker()
         self.app_env = AppEnv.load(env, self.masker)
-        self.gw = Gateway(env, dry_run=req.dry_run, masker=self.masker, echo=say)
-        self.web = env.with_roles("web")
-        self.all_hosts = list(env.hosts.values())
+        self.gw = Gateway(env, masker=self.masker, echo=say)
+        self.all_hosts = exclude_hosts(env, req.exclude)
+        self.web = [h for h in self.all_hosts if "web" in h.roles]
         self.warnings: list[str] = []
 
     def close(self) -> None:
         self.gw.close()
 
     # -- helpers ---------------------------------------------------------
-    def _audit(self, action: str, outcome: str, version: str | None, detail: str = "") -> None:
-        event = audit.AuditEvent(env=self.env.name, action=action, outcome=outcome, version=version,
-                                 detail=self.masker(detail), hosts=[h.name for h in self.web])
-        self.warnings += audit.record(self.gw, event, self.all_hosts,
-                                      central=audit.central_copy(self.env))
+    def _operation(self, action: str, version: str | None, detail: str) -> Operation:
+        if self.req.exclude:
+            detail += f"; excluded: {', '.join(self.req.exclude)}"
+        return Operation(self.gw, action, self.all_hosts, say=self.say, version=version,
+                         lock_wait=self.req.lock_wait, detail=detail)
 
     def _hook(self, name: str, release: Release, *, warn: bool = False) -> None:
-        if self.req.dry_run:
-            if hook_path(self.env, name).exists():
-                self.say(f"[dry-run] would run the {name} hook")
-            return
         try:
             if run_hook(self.env, name, version=release.version, release=release.id,
                         hosts=[h.name for h in self.web], actor=release.actor):
@@ -174,6 +189,16 @@ class Deployment:
         results = self.gw.map(lambda h: current_release(self.gw, h), self.web)
         results.raise_if_failed("reading release history")
         return results.ok
+
+    def _unchanged_since(self, plan: DeployPlan) -> dict[str, Release | None]:
+        """Under the lock: the fleet still serves what the plan was made against."""
+        now = self._previous()
+        moved = [f"{name}: {_rid(plan.current.get(name))} -> {_rid(rel)}" for name, rel in now.items()
+                 if _rid(rel) != _rid(plan.current.get(name))]
+        if moved:
+            raise OpsError("the fleet changed since the plan was made (" + "; ".join(moved) + "); nothing was done",
+                           hint="look at inv releases, then run the command again")
+        return now
 
     def _switch_all(self, release: Release, previous: dict[str, Release | None]) -> None:
         batch = self.req.batch or self.env.deploy.batch_size
@@ -219,42 +244,59 @@ class Deployment:
         return "\n".join(lines)
 
     # -- deploy ----------------------------------------------------------
-    def deploy(self) -> DeployResult:
-        gw, env, req = self.gw, self.env, self.req
+    def plan_deploy(self) -> DeployPlan:
+        """Read-only: what ``deploy`` will do. Nothing is built, pulled, locked or written."""
+        env, req = self.env, self.req
         self.say(f"preflight: {len(self.all_hosts)} host(s)")
-        preflight(gw, self.all_hosts)
-        database = self.app_env.database
-
+        preflight(self.gw, self.all_hosts)
         if req.version:
-            tag = images.check_version(req.version)
-            digest = ""
+            tag, source = images.check_version(req.version), None
         else:
             source = images.git_source(env.build.source)
             tag = images.version_for(source, allow_dirty=req.allow_dirty)
-            if req.dry_run:
-                self.say(f"[dry-run] build and push {app_refs(env, tag)[0]} from {source.path}")
-                digest = ""
-            else:
-                digest = images.build_and_push(env, source, tag, self.say, self.masker)
-        _, host_ref = app_refs(env, tag)
-        release = Release(id=release_id(tag, audit.utcnow()), version=tag, image=host_ref, digest=digest,
-                          env_sha256=env_checksum(self.app_env.content))
-        self._hook("pre-deploy", release)
+        registry_ref, host_ref = app_refs(env, tag)
+        current = self._previous()
+        batch = req.batch or env.deploy.batch_size
+        plan = DeployPlan(action="deploy", env=env.name, summary="", tag=tag, image=host_ref, current=current,
+                          build_from=str(source.path) if source else None, batch=batch)
+        olds = sorted({_version(r) for r in current.values()})
+        plan.summary = f"deploy {tag} to {', '.join(h.name for h in self.web)} (now: {', '.join(olds)})"
+        plan.lines = [(f"build {registry_ref} from {source.path} (commit {source.sha[:12]}) and push it"
+                       if source else f"use the pushed image {registry_ref}"),
+                      f"pull {host_ref} on {', '.join(h.name for h in self.web)}",
+                      (f"migrate once on {self.web[0].name}: {env.migrate.command}"),
+                      f"switch {batch} web host(s) at a time, health-gated ({env.health.path}); "
+                      "any failure puts every switched host back"]
+        if req.exclude:
+            plan.lines.append(f"EXCLUDED (not touched, recorded in the audit): {', '.join(req.exclude)}")
+        for h in self.web:
+            plan.steps[h.name] = [f"{_version(current.get(h.name))} -> {tag}"]
+        return plan
 
-        with EnvironmentLock(gw, self.all_hosts, Holder("deploy", tag), wait=req.lock_wait):
-            self._audit("deploy", "started", tag)
-            try:
-                result = self._deploy_locked(release, database)
-            except BaseException as exc:
-                with shielded_from_ctrl_c(self.say):
-                    self._audit("deploy", "failed", tag, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                raise
-            self._audit("deploy", "ok", tag, f"release {release.id}")
+    def deploy(self, plan: DeployPlan) -> DeployResult:
+        env, req = self.env, self.req
+        if plan.build_from:
+            source = images.git_source(env.build.source)
+            if images.version_for(source, allow_dirty=req.allow_dirty) != plan.tag:
+                raise OpsError(f"{source.path} moved on since the plan was made (it was {plan.tag}); nothing was done",
+                               hint="run the deploy again")
+            digest = images.build_and_push(env, source, plan.tag, self.say, self.masker)
+        else:
+            digest = ""
+        release = Release(id=release_id(plan.tag, audit.utcnow()), version=plan.tag, image=plan.image,
+                          digest=digest, env_sha256=env_checksum(self.app_env.content))
+        self._hook("pre-deploy", release)
+        with self._operation("deploy", plan.tag, f"release {release.id}") as op:
+            previous = self._unchanged_since(plan)
+            result = self._deploy_locked(release, self.app_env.database, previous)
+            op.outcome = f"release {release.id}"
+        self.warnings += op.warnings
         self._hook("post-deploy", release, warn=True)
         result.warnings = self.warnings
         return result
 
-    def _deploy_locked(self, release: Release, database: DatabaseURL) -> DeployResult:
+    def _deploy_locked(self, release: Release, database: DatabaseURL,
+                       previous: dict[str, Release | None]) -> DeployResult:
         gw = self.gw
         proxy_image = service_ref(self.env, self.env.proxy.image)
         self.say(f"pulling {release.image} and {proxy_image} on {', '.join(h.name for h in self.web)}")
@@ -268,7 +310,6 @@ class Deployment:
         release.digest = release.digest or next((d for d in pulled.ok.values() if d), "")
 
         gw.map(lambda h: _upload_env(gw, h, release, self.app_env.content), self.web).raise_if_failed("env upload")
-        previous = self._previous()
 
         first = self.web[0]
         self.say(f"migrating on {first.name}: {self.env.migrate.command}")
@@ -276,8 +317,7 @@ class Deployment:
         migrations = run_migrations(gw, first, release, database)
         for name in migrations.applied:
             self.say(f"  applied {name}")
-        if not gw.dry_run:
-            release.migration_head = max(migrations.after, default="")
+        release.migration_head = max(migrations.after, default="")
 
         self._switch_all(release, previous)
         gw.map(lambda h: append_history(gw, h, release, "current"), self.web).raise_if_failed("history")
@@ -285,29 +325,15 @@ class Deployment:
         return DeployResult(release, [h.name for h in self.web], migrations)
 
     # -- rollback --------------------------------------------------------
-    def rollback(self, to: str | None) -> DeployResult:
+    def plan_rollback(self, to: str | None) -> DeployPlan:
+        """Read-only: the release each web host goes back to (they must agree)."""
         gw = self.gw
         preflight(gw, self.all_hosts)
-        with EnvironmentLock(gw, self.all_hosts, Holder("rollback", to), wait=self.req.lock_wait):
-            self._audit("rollback", "started", to)
-            try:
-                result = self._rollback_locked(to)
-            except BaseException as exc:
-                with shielded_from_ctrl_c(self.say):
-                    self._audit("rollback", "failed", to, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                raise
-            self._audit("rollback", "ok", result.release.version, f"release {result.release.id}")
-        self._hook("post-rollback", result.release, warn=True)
-        result.warnings = self.warnings
-        return result
-
-    def _rollback_locked(self, to: str | None) -> DeployResult:
-        gw = self.gw
-        previous = self._previous()
+        current = self._previous()
 
         def target_of(host: Host) -> Release:
-            current = previous.get(host.name)
-            target = previous_good(read_history(gw, host), current.id if current else None, version=to)
+            now = current.get(host.name)
+            target = previous_good(read_history(gw, host), now.id if now else None, version=to)
             if target is None:
                 what = f"version {to}" if to else "a release before the current one"
                 raise OpsError(f"no {what} in this host's history", hint=f"see: inv releases --host {self.env.name}")
@@ -324,22 +350,41 @@ class Deployment:
                            + ", ".join(f"{h}={r.id}" for h, r in targets.ok.items()),
                            hint="name one with --to VERSION")
         release = next(iter(targets.ok.values()))
-        self.say(f"rolling back to {release.version} (release {release.id})")
-        # The image is still there when its container was retained: no pull then.
-        gw.map(lambda h: images.pull(gw, h, release.image), self.web).raise_if_failed(f"pull {release.image}")
-        self._switch_all(release, previous)
-        gw.map(lambda h: append_history(gw, h, release, "current", via="rollback"),
-               self.web).raise_if_failed("history")
-        self._central_release(release, "current")
+        plan = DeployPlan(action="rollback", env=self.env.name, tag=release.version, image=release.image,
+                          current=current, target=release,
+                          summary=f"roll {', '.join(h.name for h in self.web)} back to {release.version} "
+                                  f"(release {release.id})")
+        plan.lines = [f"switch {self.req.batch or self.env.deploy.batch_size} web host(s) at a time to the "
+                      "retained release with its own env file, health-gated",
+                      "migrations applied since that release are NOT reversed (listed after the switch)"]
+        if self.req.exclude:
+            plan.lines.append(f"EXCLUDED (not touched, recorded in the audit): {', '.join(self.req.exclude)}")
+        for h in self.web:
+            plan.steps[h.name] = [f"{_version(current.get(h.name))} -> {release.version}"]
+        return plan
+
+    def rollback(self, plan: DeployPlan) -> DeployResult:
+        gw, release = self.gw, plan.target
+        with self._operation("rollback", release.version, f"to release {release.id}") as op:
+            previous = self._unchanged_since(plan)
+            self.say(f"rolling back to {release.version} (release {release.id})")
+            # The image is still there when its container was retained: no pull then.
+            gw.map(lambda h: images.pull(gw, h, release.image), self.web).raise_if_failed(f"pull {release.image}")
+            self._switch_all(release, previous)
+            gw.map(lambda h: append_history(gw, h, release, "current", via="rollback"),
+                   self.web).raise_if_failed("history")
+            self._central_release(release, "current")
+            op.outcome = f"release {release.id}"
         result = DeployResult(release, [h.name for h in self.web])
         result.migrations = self._migrations_since(release)
+        self.warnings += op.warnings
+        self._hook("post-rollback", result.release, warn=True)
+        result.warnings = self.warnings
         return result
 
     def _migrations_since(self, release: Release) -> MigrationReport:
         """Migrations applied after ``release`` went out: a rollback does not reverse them."""
         report = MigrationReport()
-        if self.gw.dry_run:
-            return report
         if release.migration_head is None:
             self.warnings.append(f"release {release.id} predates migration tracking: check _prisma_migrations "
                                  "yourself before trusting the old code with the current schema")
@@ -356,7 +401,7 @@ class Deployment:
         return report
 
     def _central_release(self, release: Release, outcome: str) -> None:
-        if self.env.s3 is None or self.gw.dry_run:
+        if self.env.s3 is None:
             return
         try:
             s3.put_json(self.env, s3.key(self.env, "releases", self.env.name, f"{release.id}.json"),
@@ -365,17 +410,56 @@ class Deployment:
             self.warnings.append(f"central release record failed: {type(exc).__name__}: {self.masker(str(exc))}")
 
 
-def deploy(env: Environment, req: DeployRequest, say: Say) -> DeployResult:
+def _rid(release: Release | None) -> str | None:
+    return release.id if release else None
+
+
+def _version(release: Release | None) -> str:
+    return release.version if release else "(nothing)"
+
+
+@dataclass
+class DeployPlan(Plan):
+    tag: str = ""
+    image: str = ""
+    current: dict[str, Release | None] = field(default_factory=dict)
+    build_from: str | None = None
+    batch: int = 1
+    target: Release | None = None  # rollback: the release every host goes back to
+
+
+def plan(env: Environment, req: DeployRequest, say: Say, *, rollback_to: str | None = None,
+         rollback: bool = False) -> tuple[Deployment, DeployPlan]:
+    """The run and its plan; the caller applies it with ``run.deploy(plan)`` / ``run.rollback(plan)``
+    and closes the run."""
     run = Deployment(env, req, say)
     try:
-        return run.deploy()
+        return run, (run.plan_rollback(rollback_to) if rollback else run.plan_deploy())
+    except BaseException:
+        run.close()
+        raise
+
+
+def deploy(env: Environment, req: DeployRequest, say: Say) -> DeployResult:
+    """Plan and apply a deploy (``req.dry_run``: print the plan only and return None)."""
+    run, p = plan(env, req, say)
+    try:
+        if req.dry_run:
+            for line in p.render():
+                say(line)
+            return None
+        return run.deploy(p)
     finally:
         run.close()
 
 
 def rollback(env: Environment, req: DeployRequest, to: str | None, say: Say) -> DeployResult:
-    run = Deployment(env, req, say)
+    run, p = plan(env, req, say, rollback=True, rollback_to=to)
     try:
-        return run.rollback(to)
+        if req.dry_run:
+            for line in p.render():
+                say(line)
+            return None
+        return run.rollback(p)
     finally:
         run.close()

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from ops.audit import read_log
+from ops.cli import host_list, number
+from ops.deploy import pipeline
 from ops.deploy.pipeline import DeployRequest
-from ops.deploy.pipeline import deploy as run_deploy
-from ops.deploy.pipeline import rollback as run_rollback
 from ops.deploy.release import current_release_id, read_history, releases_from_history
 from ops.errors import ConfigError
 from ops.inventory import Target, resolve_target
 from ops.remote import Gateway
 from ops.table import format_table
-from ops.tasks import ops_task, print_json
+from ops.tasks import ops_task, print_json, say, warn
 
 HOST_HELP = "environment to act on (prod); deploys and rollbacks take the whole environment"
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
 
 
 def _whole_environment(spec: str) -> Target:
@@ -28,7 +26,11 @@ def _whole_environment(spec: str) -> Target:
     return target
 
 
-@ops_task(help={
+EXCLUDE_HELP = ("host(s) to leave out, comma-separated (a dead host); recorded in the audit, the rest proceeds "
+                "(e.g. --exclude web2)")
+
+
+@ops_task(mutating=True, help={
     "host": HOST_HELP,
     "version": "deploy this image tag from the registry instead of building the app's checkout",
     "batch": "web hosts switched at a time (default: deploy.batch_size)",
@@ -36,43 +38,67 @@ def _whole_environment(spec: str) -> Target:
     "allow_dirty": "build even with uncommitted changes (tag gets a -dirty suffix)",
     "lock_wait": "seconds to wait for another deploy to finish (default: refuse at once)",
     "health_timeout": "seconds a new container has to pass its health check (default: health.timeout)",
+    "exclude": EXCLUDE_HELP,
+    "json": "print the plan (with --dry-run) or the result as JSON",
 })
-def deploy(c, host="", version="", batch=0, dry_run=False, allow_dirty=False, lock_wait=0.0, health_timeout=0.0):
+def deploy(c, host="", version="", batch=0, dry_run=False, allow_dirty=False, lock_wait=0.0, health_timeout=0.0,
+           exclude="", json=False):
     """Build, push, migrate and roll the app out to every web host with zero downtime."""
     target = _whole_environment(host)
-    if batch < 0 or lock_wait < 0 or health_timeout < 0:
-        raise ConfigError("--batch, --lock-wait and --health-timeout take positive numbers")
-    req = DeployRequest(version=version or None, batch=batch or None, dry_run=dry_run, allow_dirty=allow_dirty,
-                        lock_wait=float(lock_wait), health_timeout=float(health_timeout) or None)
-    result = run_deploy(target.env, req, _say)
+    req = DeployRequest(version=version or None, batch=int(number(batch, "--batch", integer=True)) or None,
+                        allow_dirty=allow_dirty, lock_wait=float(number(lock_wait, "--lock-wait")),
+                        health_timeout=float(number(health_timeout, "--health-timeout")) or None,
+                        exclude=tuple(host_list(exclude)))
+    run, plan = pipeline.plan(target.env, req, say)
+    with contextlib.closing(run):
+        if _shown(plan, dry_run):
+            return
+        result = run.deploy(plan)
     for warning in result.warnings:
-        print(f"warning: {warning}")
-    if dry_run:
-        print(f"dry-run: nothing was changed (plan for {result.release.version} above)")
-        return
+        warn(warning)
+    print_json({"release": vars(result.release), "hosts": result.hosts, "applied_migrations": result.migrations.applied})
     ports = target.env.sandbox.publish if target.env.sandbox else {}
     urls = [f"http://127.0.0.1:{lp}" for h in result.hosts for lp, cp in ports.get(h, {}).items()
             if cp == target.env.proxy.port]
-    print(f"deployed {result.release.version} (release {result.release.id}) to {', '.join(result.hosts)}"
-          + (f"; serving on {' '.join(urls)}" if urls else ""))
+    say(f"deployed {result.release.version} (release {result.release.id}) to {', '.join(result.hosts)}"
+        + (f"; serving on {' '.join(urls)}" if urls else ""))
 
 
-@ops_task(help={"host": HOST_HELP, "to": "version to roll back to (default: the release before the current one)",
-                "dry_run": "print the plan and change nothing",
-                "lock_wait": "seconds to wait for another operation to finish"})
-def rollback(c, host="", to="", dry_run=False, lock_wait=0.0):
+def _shown(plan, dry_run: bool) -> bool:
+    """Print the plan; True when that is all (--dry-run)."""
+    for line in plan.render():
+        say(line)
+    if dry_run:
+        print_json({"plan": plan.to_dict()})
+        say("dry-run: nothing was changed")
+    return dry_run
+
+
+@ops_task(mutating=True, help={"host": HOST_HELP,
+                               "to": "version to roll back to (default: the release before the current one)",
+                               "dry_run": "print the plan and change nothing",
+                               "lock_wait": "seconds to wait for another operation to finish",
+                               "exclude": EXCLUDE_HELP, "json": "print the plan or the result as JSON"})
+def rollback(c, host="", to="", dry_run=False, lock_wait=0.0, exclude="", json=False):
     """Put every web host back on the previous (or named) release, health-gated, with its own env."""
     target = _whole_environment(host)
-    result = run_rollback(target.env, DeployRequest(dry_run=dry_run, lock_wait=float(lock_wait)), to or None, _say)
+    req = DeployRequest(lock_wait=float(number(lock_wait, "--lock-wait")), exclude=tuple(host_list(exclude)))
+    run, plan = pipeline.plan(target.env, req, say, rollback=True, rollback_to=to or None)
+    with contextlib.closing(run):
+        if _shown(plan, dry_run):
+            return
+        result = run.rollback(plan)
     for warning in result.warnings:
-        print(f"warning: {warning}")
-    print(f"rolled back to {result.release.version} (release {result.release.id}) on {', '.join(result.hosts)}")
+        warn(warning)
+    print_json({"release": vars(result.release), "hosts": result.hosts,
+                "migrations_not_reversed": result.migrations.after})
+    say(f"rolled back to {result.release.version} (release {result.release.id}) on {', '.join(result.hosts)}")
     if result.migrations.after:
-        print("NOTE: these migrations were applied after that release and were NOT reversed:")
+        say("NOTE: these migrations were applied after that release and were NOT reversed:")
         for name in result.migrations.after:
-            print(f"  {name}")
-        print(f"If the old code cannot work with them, restore the database: inv restore --host {target.env.name} "
-              "--at <time before the deploy>")
+            say(f"  {name}")
+        say(f"If the old code cannot work with them, restore the database: inv restore --host {target.env.name} "
+            "--at <time before the deploy>")
 
 
 @ops_task(help={"host": "environment (prod) or env:host", "json": "print JSON"})
@@ -82,9 +108,9 @@ def releases(c, host="", json=False):
     webs = [h for h in target.hosts if "web" in h.roles]
     with Gateway(target.env) as gw:
         results = gw.map(lambda h: (current_release_id(gw, h), releases_from_history(read_history(gw, h))), webs)
-    results.raise_if_failed("reading release history")
+    print_json({name: {"current": cur, "releases": rows} for name, (cur, rows) in results.ok.items()})
     if json:
-        print_json({name: {"current": cur, "releases": rows} for name, (cur, rows) in results.ok.items()})
+        results.raise_if_failed("reading release history")  # the reachable hosts are in the data
         return
     rows = []
     for name, (current, entries) in results.ok.items():
@@ -93,17 +119,19 @@ def releases(c, host="", json=False):
                          (e.get("digest") or "-")[:19], (e.get("env_sha256") or "-")[:12], e.get("actor", ""),
                          e.get("outcome", "")])
     print(format_table(["HOST", "RELEASE (* current)", "VERSION", "DIGEST", "ENV SHA256", "BY", "OUTCOME"], rows))
+    results.raise_if_failed("reading release history")
 
 
 @ops_task(help={"host": "environment (prod) or env:host", "lines": "how many events per host", "json": "print JSON"})
 def audit(c, host="", lines=20, json=False):
     """The audit trail of deploys, rollbacks and lock actions, per host."""
     target = resolve_target(host)
+    last = int(number(lines, "--lines", minimum=1, integer=True))
     with Gateway(target.env) as gw:
-        results = gw.map(lambda h: read_log(gw, h, last=lines), list(target.hosts))
-    results.raise_if_failed("reading the audit log")
+        results = gw.map(lambda h: read_log(gw, h, last=last), list(target.hosts))
+    print_json(results.ok)
     if json:
-        print_json(results.ok)
+        results.raise_if_failed("reading the audit log")
         return
     events = {}
     for name, evs in results.ok.items():
@@ -113,3 +141,4 @@ def audit(c, host="", lines=20, json=False):
              ev.get("actor", ""), ",".join(hosts), ev.get("detail", "")[:60]]
             for ev, hosts in sorted(events.values(), key=lambda x: x[0].get("time", ""))]
     print(format_table(["TIME (UTC)", "ACTION", "OUTCOME", "VERSION", "BY", "ON", "DETAIL"], rows))
+    results.raise_if_failed("reading the audit log")

@@ -2,47 +2,66 @@
 
 from __future__ import annotations
 
-from ops import audit, lock
-from ops.errors import ConfigError
+from ops import lock
+from ops.cli import CheckFailed, confirm
 from ops.inventory import resolve_target
+from ops.operation import Operation
 from ops.remote import Gateway
 from ops.table import format_table
-from ops.tasks import ops_task
+from ops.tasks import ops_task, print_json, say
 
 
-@ops_task(help={"host": "environment (prod)"})
-def status(c, host=""):
-    """Who holds the environment lock, since when, for what."""
+def _row(state) -> str:
+    return "free" if state is None else state.describe()
+
+
+@ops_task(help={"host": "environment (prod) or env:host", "json": "print JSON"})
+def status(c, host="", json=False):
+    """Who holds the environment lock, since when, for what; a holder that is gone is shown as STALE."""
     target = resolve_target(host)
     with Gateway(target.env) as gw:
-        holders = lock.status(gw, list(target.hosts))
-    print(format_table(["HOST", "LOCK"], [[h, holder.describe() if holder else "free"] for h, holder in holders.items()]))
+        results = lock.survey(gw, list(target.hosts))
+    states = results.ok
+    print_json({name: None if s is None else {**vars(s.holder), "heartbeat_age": s.age, "stale": s.stale,
+                                              "why": s.why} for name, s in states.items()})
+    if not json:
+        print(format_table(["HOST", "LOCK"], [[h, _row(s)] for h, s in states.items()]))
+    if any(s is not None and s.stale for s in states.values()):
+        say(f"the holder is gone: once nothing of its operation still runs, release it with: "
+            f"{lock.release_hint(target.env.name)}")
+    results.raise_if_failed("lock status")
 
 
-@ops_task(help={"host": "environment (prod)", "yes": "do not ask for confirmation"})
+@ops_task(mutating=True, help={"host": "environment (prod)", "yes": "do not ask for confirmation"})
 def release(c, host="", yes=False):
-    """Force-release a stuck lock (only after checking its holder is really gone)."""
+    """Force-release a stuck lock: exactly the one shown (a lock taken since is left alone)."""
     target = resolve_target(host)
+    env = target.env
     hosts = list(target.hosts)
-    with Gateway(target.env) as gw:
-        holders = {h: x for h, x in lock.status(gw, hosts).items() if x}
-        if not holders:
-            print("lock is free: nothing to release")
+    with Gateway(env) as gw:
+        results = lock.survey(gw, hosts)
+        shown = {name: s for name, s in results.ok.items() if s is not None}
+        for name, err in results.failed.items():
+            say(f"{name}: cannot read its lock ({err.message}); not released there")
+        if not shown:
+            say("lock is free: nothing to release")
+            results.raise_if_failed("lock status")
             return
-        for name, holder in holders.items():
-            print(f"{name}: held by {holder.describe()}")
-        if not yes:
-            try:
-                answer = input(f"Release the lock of {target.env.name}? Type the environment name: ")
-            except EOFError:
-                answer = ""
-            if answer.strip() != target.env.name:
-                raise ConfigError("not confirmed; lock kept", hint="type the environment name, or pass --yes")
-        lock.force_release(gw, hosts)
-        first = next(iter(holders.values()))
-        for warning in audit.record(gw, audit.AuditEvent(env=target.env.name, action="lock.force-release",
-                                                         outcome="ok", version=first.version,
-                                                         detail=f"was held by {first.describe()}",
-                                                         hosts=[h.name for h in hosts]), hosts):
-            print(f"warning: {warning}")
-    print(f"lock of {target.env.name} released")
+        for name, state in shown.items():
+            say(f"{name}: held by {state.describe()}")
+        confirm(env.name, f"Release the lock of {env.name}?", yes=yes, nothing="lock kept")
+        first = next(iter(shown.values())).holder
+        reachable = [h for h in hosts if h.name in results.ok]
+        with Operation(gw, "lock.force-release", reachable, version=first.version, lock=False, say=say,
+                       detail=f"was held by {first.describe()}") as op:
+            outcome = lock.release_shown(gw, reachable, shown)
+            changed = [name for name, what in outcome.ok.items() if what == "changed"]
+            op.outcome = f"released the lock of {first.describe()}" + (
+                f"; left a newer lock on {', '.join(changed)}" if changed else "")
+            outcome.raise_if_failed("lock release")
+    for name in changed:
+        say(f"{name}: the lock changed since it was shown (another operation took it): left alone")
+    say(f"lock of {env.name} released" + (" except where it changed" if changed else ""))
+    results.raise_if_failed("lock status")
+    if changed:
+        raise CheckFailed(f"a newer lock holds {', '.join(changed)}", hint=f"see: inv lock.status --host {env.name}")

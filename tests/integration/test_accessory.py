@@ -134,7 +134,7 @@ def test_status_table_and_json(booted):
     table = inv("accessory.status", *HOST, check=True).stdout
     assert re.search(r"postgres\s+db1\s+athlete-platform-postgres\s+localhost:5000/sandbox/postgres:15\s+running",
                      table)
-    rows = json.loads(inv("accessory.status", *HOST, "--name", "postgres", "--json", check=True).stdout)
+    rows = json.loads(inv("accessory.status", *HOST, "--name", "postgres", "--json", check=True).stdout)["data"]
     assert [(r["accessory"], r["host"], r["state"]) for r in rows] == [("postgres", "db1", "running")]
     assert "accepting" in rows[0]["health"]
 

@@ -51,7 +51,7 @@ def served_versions() -> dict[str, str]:
 
 
 def db_conn(env_values):
-    from ops.db import DatabaseURL
+    from ops.postgres import DatabaseURL
 
     url = DatabaseURL.parse(env_values["DATABASE_URL"])
     return psycopg.connect(host="127.0.0.1", port=DB_PORT, user=url.user, password=url.password,
@@ -134,7 +134,7 @@ def test_release_history_audit_and_env_file_are_recorded_on_each_host(fleet, san
             mode = gw.query(host, ("stat", "-c", "%a", f"{sandbox_env.app_dir}/releases/{fleet.v2.release.id}/app.env"))
             assert mode.stdout.strip() == "600"
     proc = inv("releases", "--host", "sandbox", "--json", check=True)
-    data = json.loads(proc.stdout)
+    data = json.loads(proc.stdout)["data"]
     assert data["web1"]["current"] == fleet.v2.release.id
     assert data["web1"]["releases"][0]["env_sha256"] == fleet.v2.release.env_sha256
     assert data["web1"]["releases"][0]["digest"].startswith("sha256:")
@@ -158,7 +158,7 @@ def test_broken_health_check_fails_and_every_host_still_serves_v2(fleet, sandbox
     with Gateway(sandbox_env) as gw:
         assert all(h is None for h in lock_status(gw, list(sandbox_env.hosts.values())).values())
     audit = inv("audit", "--host", "sandbox", "--json", check=True)
-    last = json.loads(audit.stdout)["web1"][-1]
+    last = json.loads(audit.stdout)["data"]["web1"][-1]
     assert last["action"] == "deploy" and last["outcome"] == "failed"
     subprocess.run(["git", "-C", str(fleet.repo), "revert", "--no-edit", "HEAD"], check=True, capture_output=True,
                    env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",

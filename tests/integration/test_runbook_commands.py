@@ -21,7 +21,7 @@ def test_doctor_shows_three_healthy_hosts(sandbox_env):
 def test_doctor_json_for_one_host(sandbox_env):
     proc = inv("doctor", "--host", "sandbox:db1", "--json")
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+    data = json.loads(proc.stdout)["data"]
     assert data["ok"] is True
     assert [h["host"] for h in data["hosts"]] == ["db1"]
     assert {c["name"] for c in data["hosts"][0]["checks"]} >= {"ssh", "host key", "docker", "clock"}
