@@ -14,14 +14,15 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ops.backup import catalog, retention
-from ops.backup.catalog import Entry
+from ops.backup.catalog import Entry, Skipped
 from ops.backup.manifest import KINDS, backups_prefix
-from ops.backup.stream_upload import abort_stale_uploads
 from ops.backup.timeparse import as_utc, format_utc
 from ops.errors import ConfigError
 
@@ -52,8 +53,7 @@ def format_age(age: timedelta) -> str:
 
 
 def is_good(entry: Entry) -> bool:
-    verified = entry.manifest.verified if entry.manifest else None
-    return entry.good and not (verified and verified.get("ok") is False)
+    return entry.good and not entry.manifest.verification_failed
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Freshness:
 def freshness(entries: list[Entry], kind: str, *, now: datetime, max_age: timedelta) -> Freshness:
     good = [e for e in entries if e.kind == kind and is_good(e)]
     newest = max(good, key=lambda e: (e.finished_at, e.id), default=None)
-    verified = [e for e in good if (e.manifest.verified or {}).get("ok") is True]
+    verified = [e for e in good if e.manifest.verified_ok]
     last_verified = max(verified, key=lambda e: (e.finished_at, e.id), default=None)
     age = as_utc(now) - newest.finished_at if newest else None
     return Freshness(kind, newest, age, max_age, len(good), last_verified)
@@ -153,10 +153,71 @@ def check(entries: list[Entry], *, now: datetime, max_age: timedelta, kinds=tupl
 
 
 # ---------------------------------------------------------------- prune (rotation upkeep)
+#
+# Plan, then apply: `plan_prune` reads the bucket once and decides (reasons included);
+# the operator sees `plan.lines()`; `apply_prune` deletes exactly `plan.doomed`, checking
+# each one again right before deleting it, so what goes is what was confirmed.
 
 # An object without a manifest this old is an interrupted backup, not one in progress
 # (the data object only appears when its upload completes, the manifest right after).
 ORPHAN_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Doomed:
+    """One thing the plan deletes, as the plan saw it: a backup (manifest + data) or an orphan."""
+
+    entry: Entry
+    reason: str
+
+    @property
+    def orphan(self) -> bool:
+        return not self.entry.good
+
+    @property
+    def label(self) -> str:
+        """The backup id, or the data key of an orphan (what PruneReport.deleted lists)."""
+        return self.entry.data_key if self.orphan else self.entry.id
+
+
+@dataclass(frozen=True)
+class StaleUpload:
+    """A multipart upload a killed backup left behind (S3 bills its parts until aborted)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    env: str
+    bucket: str
+    now: datetime
+    policy: retention.Policy
+    decisions: list[retention.Decision]  # every backup with a readable manifest, newest first
+    orphans: list[Entry]  # data without any manifest, older than orphan_age: deleted
+    kept_unreadable: list[Skipped]  # manifests that could not be used: their data is KEPT
+    stale_uploads: list[StaleUpload]  # aborted by apply
+    doomed: tuple[Doomed, ...]  # exactly what apply_prune deletes, in order
+    warnings: list[str]
+
+    def lines(self) -> list[str]:
+        """The plan for a human: one line per backup, orphan, kept unreadable object and upload."""
+        lines = [f"{'keep' if d.keep else 'DELETE'}  {d.entry.id}  finished {_when(d.entry.finished_at)}  "
+                 f"{', '.join(d.reasons)}" for d in self.decisions]
+        lines += [f"DELETE  {o.data_key}  (no manifest, uploaded {_when(o.last_modified)})  orphan"
+                  for o in self.orphans]
+        lines += [f"keep  {key}  its manifest could not be used ({s.reason})"
+                  for s in self.kept_unreadable for key in s.data_keys]
+        lines += [f"ABORT  multipart upload of {u.key} (started {_when(u.initiated)})" for u in self.stale_uploads]
+        lines.append(self.summary())
+        return lines
+
+    def summary(self) -> str:
+        backups = sum(1 for d in self.doomed if not d.orphan)
+        return (f"delete {backups} of {len(self.decisions)} backup(s) and {len(self.doomed) - backups} orphan(s), "
+                f"abort {len(self.stale_uploads)} stale upload(s) (policy: {self.policy.describe()})")
 
 
 @dataclass
@@ -166,6 +227,11 @@ class PruneReport:
     stale_uploads: list[str]
     deleted: list[str]
     warnings: list[str]
+    skipped: list[str] = field(default_factory=list)  # doomed but left alone: changed since the plan
+
+
+def _when(t: datetime | None) -> str:
+    return format_utc(t)[:19] + "Z" if t is not None else "?"
 
 
 def delete_backup(client, bucket: str, entry: Entry) -> None:
@@ -175,28 +241,134 @@ def delete_backup(client, bucket: str, entry: Entry) -> None:
     client.delete_object(Bucket=bucket, Key=entry.data_key)
 
 
-def prune(env, client, *, now: datetime, dry_run: bool, orphan_age: timedelta = ORPHAN_AGE) -> PruneReport:
-    """Apply the retention policy (``ops.backup.retention``) to every kind; remove old orphans and
-    multipart uploads left by killed backups. ``dry_run``: decide, delete nothing."""
+def list_stale_uploads(client, bucket: str, prefix: str, *, cutoff: datetime) -> list[StaleUpload]:
+    stale = []
+    try:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if as_utc(upload["Initiated"]) < cutoff:
+                    stale.append(StaleUpload(upload["Key"], upload["UploadId"], as_utc(upload["Initiated"])))
+    except (ClientError, BotoCoreError) as exc:
+        raise catalog.s3_error(exc, f"listing multipart uploads under {prefix}", bucket) from None
+    return stale
+
+
+def plan_prune(env, client, *, now: datetime, orphan_age: timedelta = ORPHAN_AGE,
+               policy: retention.Policy | None = None) -> PrunePlan:
+    """Decide what prune deletes (retention per kind, old orphans, stale multipart uploads); delete nothing."""
+    policy = policy or retention.Policy.from_settings(env.backup)
     listing = catalog.list_backups(env, client)
-    decisions = retention.plan(listing, now, retention.Policy.from_settings(env.backup))
-    newest = {kind: catalog.newest(listing, kind) for kind in KINDS}
-    for d in decisions:
-        if not d.keep and newest.get(d.entry.kind) is not None and d.entry.id == newest[d.entry.kind].id:
-            raise ConfigError(f"retention would delete the newest {d.entry.kind} backup {d.entry.id}; refusing",
-                              hint="this is a bug in the retention plan: nothing was deleted")
+    decisions = retention.plan(listing, now, policy)
+    _refuse_to_delete_protected(decisions, listing)
     cutoff = as_utc(now) - orphan_age
     orphans = [o for o in listing.orphans if o.last_modified is not None and o.last_modified < cutoff]
-    report = PruneReport(decisions, orphans, [], [], list(listing.warnings))
-    if dry_run:
-        return report
-    bucket = env.s3.bucket
+    kept = [s for s in listing.skipped if s.data_keys]
+    warnings = list(listing.warnings)
+    # NOTE: data whose manifest exists but is unreadable is not an orphan: keep it, and say so.
+    warnings += [f"kept {key}: its manifest {s.manifest_key} could not be used; fix or remove it by hand"
+                 for s in kept for key in s.data_keys]
+    doomed = tuple([Doomed(d.entry, ", ".join(d.reasons)) for d in decisions if not d.keep]
+                   + [Doomed(o, f"orphan: no manifest, older than {format_age(orphan_age)}") for o in orphans])
+    stale = list_stale_uploads(client, env.s3.bucket, backups_prefix(env), cutoff=cutoff)
+    return PrunePlan(env.name, env.s3.bucket, as_utc(now), policy, decisions, orphans, kept, stale, doomed,
+                     warnings)
+
+
+def _refuse_to_delete_protected(decisions: list[retention.Decision], entries: list[Entry]) -> None:
+    always = retention.protected(entries)
     for d in decisions:
-        if not d.keep:
-            delete_backup(client, bucket, d.entry)
-            report.deleted.append(d.entry.id)
-    for o in orphans:
-        client.delete_object(Bucket=bucket, Key=o.data_key)
-        report.deleted.append(o.data_key)
-    report.stale_uploads = abort_stale_uploads(client, bucket, backups_prefix(env), older_than=orphan_age, now=now)
+        if not d.keep and d.entry.id in always:
+            raise ConfigError(f"retention would delete the {always[d.entry.id][0]} {d.entry.kind} backup "
+                              f"{d.entry.id}; refusing",
+                              hint="this is a bug in the retention plan: nothing was deleted")
+
+
+def apply_prune(env, client, plan: PrunePlan) -> PruneReport:
+    """Delete exactly ``plan.doomed`` (manifest before data), then abort the plan's stale uploads.
+
+    Each one is checked right before it goes: a backup whose manifest changed or vanished since
+    the plan, an orphan that got a manifest, or anything that became the newest good backup of
+    its kind is left alone with a warning (someone else touched the bucket; plan again)."""
+    bucket = plan.bucket
+    report = PruneReport(list(plan.decisions), list(plan.orphans), [], [], list(plan.warnings))
+    now_protected = retention.protected(catalog.list_backups(env, client)) if plan.doomed else {}
+    for doomed in plan.doomed:
+        problem = _changed_since_plan(client, bucket, doomed.entry)
+        if problem is None and doomed.entry.id in now_protected:
+            problem = f"it is now the {now_protected[doomed.entry.id][0]} {doomed.entry.kind} backup"
+        if problem is not None:
+            report.skipped.append(doomed.label)
+            report.warnings.append(f"not deleted {doomed.label}: {problem}")
+            continue
+        # NOTE: S3 has no delete-if-unchanged; the window between this check and the delete is
+        # one request long, against minutes between the plan and the confirmation.
+        if doomed.orphan:
+            client.delete_object(Bucket=bucket, Key=doomed.entry.data_key)
+        else:
+            delete_backup(client, bucket, doomed.entry)
+        report.deleted.append(doomed.label)
+    for upload in plan.stale_uploads:
+        _abort(client, bucket, upload, report)
     return report
+
+
+def _changed_since_plan(client, bucket: str, entry: Entry) -> str | None:
+    """Why ``entry`` must not be deleted now, or None when it is as the plan saw it."""
+    if not entry.good:
+        return _orphan_changed(client, bucket, entry)
+    if entry.manifest_etag is None or entry.manifest_sha256 is None:
+        return "the plan did not record its manifest's ETag (plan it with plan_prune)"
+    now = catalog.read_manifest(client, bucket, entry.manifest_key)
+    if now.missing:
+        return "its manifest vanished since the plan"
+    if now.sha256 is None:
+        return f"its manifest could not be re-read ({now.problem})"
+    if now.etag != entry.manifest_etag or now.sha256 != entry.manifest_sha256:
+        return "its manifest changed since the plan"
+    return None
+
+
+def _orphan_changed(client, bucket: str, entry: Entry) -> str | None:
+    manifest_head = _head(client, bucket, entry.manifest_key)
+    if manifest_head is not None:
+        return "it has a manifest now"
+    data_head = _head(client, bucket, entry.data_key)
+    if data_head is None:
+        return "it vanished since the plan"
+    if entry.etag is not None and data_head.get("ETag") != entry.etag:
+        return "it changed since the plan"
+    return None
+
+
+def _head(client, bucket: str, key: str) -> dict | None:
+    """head_object, or None when the object does not exist (other errors propagate as OpsError)."""
+    try:
+        return client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise catalog.s3_error(exc, f"reading {key}", bucket) from None
+    except BotoCoreError as exc:
+        raise catalog.s3_error(exc, f"reading {key}", bucket) from None
+
+
+def _abort(client, bucket: str, upload: StaleUpload, report: PruneReport) -> None:
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=upload.key, UploadId=upload.upload_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+            report.warnings.append(f"multipart upload of {upload.key} was already gone")
+            return
+        raise catalog.s3_error(exc, f"aborting the multipart upload of {upload.key}", bucket) from None
+    report.stale_uploads.append(upload.key)
+
+
+def prune(env, client, *, now: datetime, dry_run: bool, orphan_age: timedelta = ORPHAN_AGE) -> PruneReport:
+    """``plan_prune`` then, unless ``dry_run``, ``apply_prune`` of that same plan, in one call.
+
+    NOTE: for callers that confirm nothing (tests, scripts). ``inv backup.prune`` shows the
+    plan, confirms, and applies exactly the plan it showed."""
+    plan = plan_prune(env, client, now=now, orphan_age=orphan_age)
+    if dry_run:
+        return PruneReport(plan.decisions, plan.orphans, [], [], plan.warnings)
+    return apply_prune(env, client, plan)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -28,13 +29,30 @@ KINDS: dict[str, str] = {"db": "dump", "uploads": "tar.gz"}
 ENCRYPTED_EXT = "enc"
 MANIFEST_SUFFIX = ".manifest.json"
 FORMAT = 1
+# ``extra["reason"]`` of the backup a restore takes just before it replaces the database.
+# NOTE: defined here (not in ops/restore) so retention can tell one apart without importing
+# the restore code; ops/restore uses the same value (a unit test keeps the two equal).
+SAFETY_REASON = "pre-restore safety backup"
 
 _ID = re.compile(r"(?P<kind>[a-z]+)-(?P<ts>\d{8}T\d{6}Z)-(?P<rand>[0-9a-f]{6})")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ManifestError(OpsError):
-    """A manifest is missing a field, has a wrong type, or is not JSON."""
+    """A manifest is missing a field, has a wrong type, or is not JSON.
+
+    ``problem`` is the reason alone and ``source`` the manifest it was found in (its
+    S3 key), so the catalog can word one warning line around them.
+    """
+
+    def __init__(self, problem: str, *, source: str | None = None, hint: str | None = None):
+        super().__init__(f"{source}: {problem}" if source else problem, hint=hint)
+        self.problem = problem
+        self.source = source
+
+    def at(self, source: str) -> ManifestError:
+        """The same problem, named after ``source`` instead."""
+        return ManifestError(self.problem, source=source, hint=self.hint)
 
 
 def _check_kind(kind: str) -> None:
@@ -106,6 +124,136 @@ def id_from_key(key: str) -> str | None:
     return candidate
 
 
+# ---------------------------------------------------------------- field types
+#
+# NOTE: this table is the ONE place that knows what each manifest field may hold.
+# Manifests come from the bucket, where anything can be written (an older tool, a
+# hand edit, a bit flip): every field is checked against it BEFORE any code
+# compares, hashes or sorts by it, so one odd manifest is a one-line ManifestError,
+# never a TypeError in the middle of `backup.list`, prune or a restore.
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """What one manifest field may hold; ``expected`` is worded for the operator."""
+
+    expected: str
+    accepts: Callable[[Any], bool]
+    nullable: bool = False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _backup_id(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_backup_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _time(value: Any) -> bool:
+    """An aware datetime (built in Python) or an ISO 8601 string with Z or an offset (read from JSON)."""
+    if isinstance(value, datetime):
+        return value.tzinfo is not None
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_utc(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _mapping(value_ok: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, dict) and all(
+        isinstance(k, str) and value_ok(v) for k, v in value.items())
+
+
+def _encryption(value: Any) -> bool:
+    return isinstance(value, dict) and _text(value.get("scheme"))
+
+
+def _verified(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("ok"), bool)
+            and isinstance(value.get("at"), str) and _time(value["at"])
+            and isinstance(value.get("detail", ""), str))
+
+
+_TIME = FieldType("an ISO 8601 time with Z or an offset (like 2026-11-24T03:00:00Z)", _time)
+_OPTIONAL_TEXT = FieldType("null or a string", lambda v: isinstance(v, str), nullable=True)
+_OPTIONAL_COUNT = FieldType("null or a non-negative integer", _count, nullable=True)
+
+FIELD_TYPES: dict[str, FieldType] = {
+    "id": FieldType("a backup id like db-20261124T030000Z-a1b2c3", _backup_id),
+    "kind": FieldType(f"one of {', '.join(KINDS)}", lambda v: isinstance(v, str) and v in KINDS),
+    "env": FieldType("a non-empty string", _text),
+    "object_key": FieldType("a non-empty string (the data object's key)", _text),
+    "size": FieldType("a non-negative integer (bytes)", _count),
+    "sha256": FieldType("64 lowercase hex digits", lambda v: isinstance(v, str) and bool(_SHA256.fullmatch(v))),
+    "started_at": _TIME,
+    "finished_at": _TIME,
+    "tool_version": FieldType("a non-empty string", _text),
+    "encryption": FieldType("null or an object with a 'scheme' string", _encryption, nullable=True),
+    "database": _OPTIONAL_TEXT,
+    "server_version": _OPTIONAL_TEXT,
+    "newest_migration": _OPTIONAL_TEXT,
+    "app_release": _OPTIONAL_TEXT,
+    "table_counts": FieldType("an object mapping 'schema.table' to integers", _mapping(_is_int)),
+    "table_checksums": FieldType("an object mapping 'schema.table' to strings", _mapping(lambda v: isinstance(v, str))),
+    "file_count": _OPTIONAL_COUNT,
+    "source_bytes": _OPTIONAL_COUNT,
+    "verified": FieldType("null or an object {at: ISO 8601 time, ok: true or false, detail: string}", _verified,
+                          nullable=True),
+}
+REQUIRED = ("id", "kind", "env", "object_key", "size", "sha256", "started_at", "finished_at")
+# Fields with a non-null default: a stored null means "absent" (older tools wrote that).
+_DEFAULTED = {name for name, spec in FIELD_TYPES.items() if not spec.nullable and name not in REQUIRED}
+
+
+def describe_value(value: Any) -> str:
+    """``a list``, ``a number (5)``, ``the string 'x'``: what a wrong value is, in one short phrase."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"the string {value if len(value) <= 40 else value[:37] + '...'!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def check_types(data: Mapping[str, Any]) -> None:
+    """Raise ManifestError naming the first field of ``data`` whose value does not fit FIELD_TYPES.
+
+    Fields absent from ``data`` are not checked (``from_dict`` reports missing required ones)."""
+    for name, spec in FIELD_TYPES.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if value is None and spec.nullable:
+            continue
+        if not spec.accepts(value):
+            raise ManifestError(f"field {name!r} is {describe_value(value)}, expected {spec.expected}")
+
+
 @dataclass
 class Manifest:
     id: str
@@ -139,14 +287,33 @@ class Manifest:
             if isinstance(value, str):
                 value = parse_utc(value)
             if not isinstance(value, datetime):
-                raise ManifestError(f"manifest {self.id}: {name} must be a datetime, got {type(value).__name__}")
+                raise ManifestError(f"field {name!r} is {describe_value(value)}, expected {_TIME.expected}",
+                                    source=self._where())
             if value.tzinfo is None:
-                raise ManifestError(f"manifest {self.id}: {name} is a naive datetime", hint="use aware UTC datetimes")
+                raise ManifestError(f"field {name!r} is a naive datetime", source=self._where(),
+                                    hint="use aware UTC datetimes")
             setattr(self, name, as_utc(value))
+
+    def _where(self) -> str:
+        return f"manifest {self.id}" if isinstance(self.id, str) and self.id else "manifest ?"
 
     @property
     def encrypted(self) -> bool:
         return self.encryption is not None
+
+    @property
+    def verification_failed(self) -> bool:
+        """A restore drill ran and failed: this backup must not be relied on."""
+        return self.verified is not None and self.verified.get("ok") is False
+
+    @property
+    def verified_ok(self) -> bool:
+        return self.verified is not None and self.verified.get("ok") is True
+
+    @property
+    def is_safety(self) -> bool:
+        """Taken by a restore just before it replaced the database (see SAFETY_REASON)."""
+        return self.extra.get("reason") == SAFETY_REASON
 
     def mark_verified(self, ok: bool, detail: str, at: datetime) -> Manifest:
         """Record a restore drill's outcome (in place; returns self)."""
@@ -154,51 +321,26 @@ class Manifest:
         return self
 
     def validate(self) -> None:
-        """Raise ManifestError naming the first field that is wrong."""
-
-        def bad(what: str) -> ManifestError:
-            return ManifestError(f"manifest {self.id or '?'}: {what}")
-
+        """Raise ManifestError naming the first field that is wrong: its type (FIELD_TYPES), then how
+        fields agree with each other."""
         try:
-            kind, _ = parse_backup_id(self.id)
-        except ValueError as exc:
-            raise bad(str(exc)) from None
-        if self.kind not in KINDS:
-            raise bad(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+            check_types({f.name: getattr(self, f.name) for f in fields(self) if f.name in FIELD_TYPES})
+            self._check_consistency()
+        except ManifestError as exc:
+            raise exc.at(self._where()) from None
+
+    def _check_consistency(self) -> None:
+        # NOTE: every field already has the right type here (check_types ran first).
+        kind, _ = parse_backup_id(self.id)
         if kind != self.kind:
-            raise bad(f"id is of kind {kind} but kind is {self.kind}")
-        for name in ("env", "object_key", "tool_version"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise bad(f"{name} must be a non-empty string")
+            raise ManifestError(f"id is of kind {kind} but kind is {self.kind}")
         if id_from_key(self.object_key) != self.id or self.object_key.endswith(MANIFEST_SUFFIX):
-            raise bad(f"object_key {self.object_key!r} does not name this backup's data")
-        if not _is_int(self.size) or self.size < 0:
-            raise bad(f"size must be a non-negative integer, got {self.size!r}")
-        if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
-            raise bad("sha256 must be 64 lowercase hex digits")
+            raise ManifestError(f"object_key {self.object_key!r} does not name this backup's data")
         if self.finished_at < self.started_at:
-            raise bad(f"finished_at {format_utc(self.finished_at)} is before started_at {format_utc(self.started_at)}")
-        if self.encryption is not None and not (isinstance(self.encryption, dict)
-                                                and isinstance(self.encryption.get("scheme"), str)):
-            raise bad("encryption must be null or an object with a 'scheme'")
-        if not isinstance(self.table_counts, dict) or not all(
-                isinstance(k, str) and _is_int(v) for k, v in self.table_counts.items()):
-            raise bad("table_counts must map 'schema.table' to integers")
-        if not isinstance(self.table_checksums, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in self.table_checksums.items()):
-            raise bad("table_checksums must map 'schema.table' to strings")
-        for name in ("file_count", "source_bytes"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 0):
-                raise bad(f"{name} must be null or a non-negative integer")
-        if self.verified is not None:
-            v = self.verified
-            if not (isinstance(v, dict) and isinstance(v.get("ok"), bool) and isinstance(v.get("at"), str)):
-                raise bad("verified must be null or {at, ok, detail}")
-            try:
-                parse_utc(v["at"])
-            except ValueError as exc:
-                raise bad(f"verified.at: {exc}") from None
+            raise ManifestError(f"finished_at {format_utc(self.finished_at)} is before started_at "
+                                f"{format_utc(self.started_at)}")
+        if not isinstance(self.extra, dict):
+            raise ManifestError(f"extra is {describe_value(self.extra)}, expected an object")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.extra)
@@ -216,30 +358,37 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None) -> Manifest:
+        """Check and build; every problem is a ManifestError naming ``source`` and the field."""
         where = source or "manifest"
+        try:
+            return cls._from_dict(data)
+        except ManifestError as exc:
+            raise exc.at(where) from None
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            # NOTE: FIELD_TYPES should make this unreachable; if a check is ever missing, one odd
+            # manifest must still be a skipped backup with a warning, not a crashed listing.
+            raise ManifestError(f"unreadable ({type(exc).__name__}: {exc})", source=where) from None
+
+    @classmethod
+    def _from_dict(cls, data: Any) -> Manifest:
         if not isinstance(data, dict):
-            raise ManifestError(f"{where}: not a JSON object")
+            raise ManifestError(f"not a JSON object (it is {describe_value(data)})")
         fmt = data.get("format", FORMAT)
-        if not _is_int(fmt) or fmt > FORMAT:
-            raise ManifestError(f"{where}: manifest format {fmt!r} is newer than this tool understands ({FORMAT})",
+        if not _is_int(fmt):
+            raise ManifestError(f"field 'format' is {describe_value(fmt)}, expected an integer")
+        if fmt > FORMAT:
+            raise ManifestError(f"manifest format {fmt!r} is newer than this tool understands ({FORMAT})",
                                 hint="upgrade the ops tool")
-        known = {f.name for f in fields(cls)} - {"extra"}
-        required = ("id", "kind", "env", "object_key", "size", "sha256", "started_at", "finished_at")
-        missing = [name for name in required if name not in data]
+        missing = [name for name in REQUIRED if name not in data]
         if missing:
-            raise ManifestError(f"{where}: missing {', '.join(missing)}")
-        kwargs = {k: v for k, v in data.items() if k in known and not (v is None and k in _NOT_NULL)}
+            raise ManifestError(f"missing {', '.join(missing)}")
+        data = {k: v for k, v in data.items() if not (v is None and k in _DEFAULTED)}
+        check_types(data)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known and k != "format"}
-        try:
-            manifest = cls(**kwargs, extra=extra)
-        except ValueError as exc:  # a timestamp that does not parse
-            raise ManifestError(f"{where}: {exc}") from None
-        except ManifestError as exc:
-            raise ManifestError(f"{where}: {exc.message}") from None
-        try:
-            manifest.validate()
-        except ManifestError as exc:
-            raise ManifestError(f"{where}: {exc.message}") from None
+        manifest = cls(**kwargs, extra=extra)
+        manifest.validate()
         return manifest
 
     @classmethod
@@ -248,13 +397,5 @@ class Manifest:
         try:
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{source or 'manifest'}: not valid JSON ({exc})") from None
+            raise ManifestError(f"not valid JSON ({exc})", source=source or "manifest") from None
         return cls.from_dict(parsed, source=source)
-
-
-# Fields with a non-null default: a stored null means "absent".
-_NOT_NULL = {"tool_version", "table_counts", "table_checksums"}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

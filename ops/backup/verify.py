@@ -155,7 +155,12 @@ def pg_restore_argv(target: PgTarget, name: str) -> Argv:
 
 
 def choose(ctx: BackupContext, backup_id: str | None) -> Entry:
+    """The backup to drill: ``backup_id``, or the newest db backup with a usable manifest."""
     entries = catalog.list_backups(ctx.env, ctx.client)
+    # NOTE: a skipped (unreadable) manifest is never chosen; say so, or "the newest" could
+    # silently be an older backup than the operator thinks.
+    for skipped in entries.skipped:
+        ctx.say(f"warning: {skipped.warning}")
     if backup_id:
         return catalog.get(entries, backup_id)
     entry = catalog.newest(entries, "db")

@@ -1,6 +1,6 @@
 """Restore the database (``inv restore``) and the uploads (``inv restore.uploads``) from S3.
 
-Modules: ``plan`` (the backup chosen and checked, the plan, the confirmation), ``objects``
+Modules: ``plan`` (the backup chosen and checked, the plan), ``objects``
 (reading a backup object from S3), ``database`` (names, SQL, pg_restore, the swap), ``run``
 (applying a database plan), ``uploads`` (the uploads volume); the maintenance page and the
 site probes are ``ops.traffic``.
@@ -40,9 +40,9 @@ safety backup. Downtime is the swap only (seconds), not the length of the restor
 """
 
 from ops.restore.errors import RestoreFailed, RestoreRefused
-from ops.restore.plan import DbPlan, UploadsPlan, confirm, prepare_db, prepare_uploads
+from ops.restore.plan import DbPlan, UploadsPlan, prepare_db, prepare_uploads
 from ops.restore.run import SAFETY_REASON, DbResult, restore_db
 from ops.restore.uploads import UploadsResult, restore_uploads
 
 __all__ = ["SAFETY_REASON", "DbPlan", "DbResult", "RestoreFailed", "RestoreRefused", "UploadsPlan", "UploadsResult",
-           "confirm", "prepare_db", "prepare_uploads", "restore_db", "restore_uploads"]
+           "prepare_db", "prepare_uploads", "restore_db", "restore_uploads"]

@@ -3,7 +3,6 @@ shown; and the typed confirmation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -202,19 +201,3 @@ def prepare_uploads(ctx: BackupContext, hosts: list[Host], *, at_text: str = "",
     checked = check_object(ctx, entry.manifest)
     return UploadsPlan(env, entry, webs, stamp(now), checked, how)
 
-
-# -- confirmation -----------------------------------------------------------------------
-def confirm(env_name: str, question: str, *, ask: Callable[[str], str] = input,
-            interactive: Callable[[], bool] | None = None) -> None:
-    """Type the environment name, or nothing happens. No terminal: refuse (scripts pass --yes)."""
-    import sys
-
-    if not (interactive() if interactive is not None else sys.stdin.isatty()):
-        raise ConfigError("not confirmed: no terminal to ask on; nothing was changed",
-                          hint="pass --yes to run without asking")
-    try:
-        answer = ask(f"{question} Type the environment name ({env_name}) to go on: ")
-    except EOFError:
-        answer = ""
-    if answer.strip() != env_name:
-        raise ConfigError("not confirmed; nothing was changed", hint=f"type {env_name} exactly, or pass --yes")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ops.backup import dump
 from ops.backup.context import BackupContext
+from ops.backup.manifest import SAFETY_REASON
 from ops.backup.timeparse import format_utc
 from ops.errors import OpsError
 from ops.inventory import Host
@@ -29,8 +30,6 @@ from ops.table import human_bytes
 from ops.traffic import WebHost, enter_maintenance, leave_maintenance, serving_containers
 
 Say = Callable[[str], None]
-
-SAFETY_REASON = "pre-restore safety backup"
 
 
 def _quiet(_: str) -> None:

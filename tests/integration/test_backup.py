@@ -395,7 +395,7 @@ def test_prune_against_the_endpoint_keeps_exactly_the_planned_set(scratch, gw):
         now = datetime.now(UTC)
         planned = {d.entry.id for d in retention.plan(catalog.list_backups(env, client), now,
                                                       retention.Policy.from_settings(env.backup)) if d.keep}
-        report = check.prune(env, client, now=now, dry_run=False)
+        report = check.apply_prune(env, client, check.plan_prune(env, client, now=now))
         left = catalog.list_backups(env, client)
         assert {e.id for e in left} == planned
         assert left.orphans == [] and left.warnings == []

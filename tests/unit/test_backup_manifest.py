@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -11,6 +12,8 @@ import pytest
 
 import ops
 from ops.backup.manifest import (
+    FIELD_TYPES,
+    SAFETY_REASON,
     Manifest,
     ManifestError,
     backups_prefix,
@@ -112,16 +115,22 @@ def test_unknown_keys_from_a_newer_tool_are_kept():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"sha256": "abc"}, "sha256 must be 64 lowercase hex"),
-    ({"size": -1}, "size must be a non-negative integer"),
-    ({"size": "12"}, "size must be a non-negative integer"),
+    ({"sha256": "abc"}, "field 'sha256' is the string 'abc', expected 64 lowercase hex digits"),
+    ({"size": -1}, "field 'size' is a number (-1), expected a non-negative integer"),
+    ({"size": "12"}, "field 'size' is the string '12', expected a non-negative integer"),
     ({"kind": "uploads"}, "id is of kind db but kind is uploads"),
-    ({"kind": "files"}, "kind 'files' is not one of db, uploads"),
+    ({"kind": "files"}, "field 'kind' is the string 'files', expected one of db, uploads"),
+    ({"kind": []}, "field 'kind' is a list, expected one of db, uploads"),
+    ({"id": 5}, "field 'id' is a number (5), expected a backup id"),
+    ({"finished_at": 5}, "field 'finished_at' is a number (5), expected an ISO 8601 time"),
+    ({"database": ["app"]}, "field 'database' is a list, expected null or a string"),
     ({"object_key": "p/backups/sandbox/db/2026/11/24/db-20261124T030000Z-ffffff.dump"}, "does not name this backup"),
     ({"finished_at": "2026-11-24T02:00:00Z"}, "is before started_at"),
-    ({"encryption": {"chunk": 1}}, "encryption must be null or an object with a 'scheme'"),
-    ({"table_counts": {"public.users": "3"}}, "table_counts must map"),
-    ({"verified": {"ok": "yes"}}, "verified must be null"),
+    ({"encryption": {"chunk": 1}}, "field 'encryption' is an object, expected null or an object with a 'scheme'"),
+    ({"table_counts": {"public.users": "3"}}, "field 'table_counts' is an object, expected an object mapping"),
+    ({"verified": {"ok": "yes"}}, "field 'verified' is an object, expected null or an object {at"),
+    ({"verified": {"ok": True, "at": 5}}, "field 'verified' is an object, expected null or an object {at"),
+    ({"format": "1"}, "field 'format' is the string '1', expected an integer"),
 ])
 def test_invalid_manifests_name_the_field(change, message):
     data = json.loads(db_manifest().to_json())
@@ -136,7 +145,7 @@ def test_invalid_manifests_name_the_field(change, message):
 def test_unreadable_manifests_are_clear_errors():
     with pytest.raises(ManifestError, match="k: not valid JSON"):
         Manifest.from_json(b"{not json", source="k")
-    with pytest.raises(ManifestError, match="k: not a JSON object"):
+    with pytest.raises(ManifestError, match=r"k: not a JSON object \(it is a list\)"):
         Manifest.from_json(b"[]", source="k")
     data = json.loads(db_manifest().to_json())
     del data["sha256"], data["finished_at"]
@@ -148,7 +157,7 @@ def test_unreadable_manifests_are_clear_errors():
         Manifest.from_json(json.dumps(data), source="k")
     data = json.loads(db_manifest().to_json())
     data["started_at"] = "2026-11-24T03:00:00"
-    with pytest.raises(ManifestError, match="k: .*not ISO 8601 with Z or an offset"):
+    with pytest.raises(ManifestError, match="k: field 'started_at' is the string '2026-11-24T03:00:00', expected an ISO 8601 time with Z or an offset"):
         Manifest.from_json(json.dumps(data), source="k")
 
 
@@ -157,3 +166,70 @@ def test_naive_datetimes_are_refused_and_bad_manifests_are_not_written():
         db_manifest(started_at=datetime(2026, 11, 24, 3))
     with pytest.raises(ManifestError, match="sha256"):
         db_manifest(sha256="nothex").to_json()
+
+
+# -- field types: one odd manifest is a ManifestError naming the field, never a TypeError ---------------
+
+ODD_VALUES = [[], {}, 5, -1, 1.5, "x", "", True, None, {"ok": True}, ["db"]]
+
+
+def test_every_manifest_field_has_a_declared_type():
+    assert set(FIELD_TYPES) == {f.name for f in dataclasses.fields(Manifest)} - {"extra"}
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_TYPES))
+def test_an_odd_json_value_in_any_field_is_a_manifest_error_never_a_crash(name):
+    for value in ODD_VALUES:
+        data = json.loads(db_manifest().to_json())
+        data[name] = value
+        try:
+            Manifest.from_json(json.dumps(data), source="db/2026/k.manifest.json")
+        except ManifestError as exc:
+            assert str(exc).startswith("db/2026/k.manifest.json: ") and "\n" not in str(exc)
+            assert name in exc.problem
+
+
+@pytest.mark.parametrize("document", [b"[]", b"5", b'"db"', b"null", b"\xff\xfe", b"", b'{"id": null}'])
+def test_a_manifest_that_is_not_a_json_object_is_a_manifest_error(document):
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_json(document, source="k")
+    assert str(info.value).startswith("k: ")
+
+
+def test_the_error_names_the_field_its_odd_value_and_what_was_expected():
+    data = json.loads(db_manifest().to_json())
+    data["kind"] = []
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_json(json.dumps(data), source="db/2026/k.manifest.json")
+    assert info.value.problem == "field 'kind' is a list, expected one of db, uploads"
+    assert info.value.source == "db/2026/k.manifest.json"
+
+
+def test_a_manifest_built_in_python_with_a_wrong_type_is_never_written():
+    with pytest.raises(ManifestError, match="field 'kind' is a list"):
+        db_manifest(kind=[]).to_json()
+    with pytest.raises(ManifestError, match="field 'table_counts' is a list"):
+        db_manifest(table_counts=[]).to_json()
+
+
+def test_a_stored_null_in_a_field_with_a_default_means_absent():
+    data = json.loads(db_manifest().to_json())
+    data.update(tool_version=None, table_counts=None, table_checksums=None)
+    m = Manifest.from_json(json.dumps(data))
+    assert m.tool_version == ops.__version__ and m.table_counts == {} and m.table_checksums == {}
+
+
+def test_verification_and_safety_flags_read_the_manifest():
+    m = db_manifest()
+    assert not m.verification_failed and not m.verified_ok and not m.is_safety
+    m.mark_verified(False, "sha256 mismatch", STARTED)
+    assert m.verification_failed and not m.verified_ok
+    m.mark_verified(True, "ok", STARTED)
+    assert m.verified_ok and not m.verification_failed
+    assert db_manifest(extra={"reason": SAFETY_REASON}).is_safety
+
+
+def test_the_restore_marks_its_safety_backups_with_the_reason_retention_looks_for():
+    from ops import restore
+
+    assert restore.SAFETY_REASON == SAFETY_REASON

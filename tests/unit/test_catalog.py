@@ -24,14 +24,16 @@ def t(text: str) -> datetime:
 
 
 def put_backup(env, client, kind: str, started: datetime, minutes: int = 5, *, suffix: str = "a1b2c3",
-               manifest: bool = True, data: bytes | None = None, env_name: str | None = None) -> Manifest:
+               manifest: bool = True, data: bytes | None = None, env_name: str | None = None,
+               **fields) -> Manifest:
+    """Data + manifest as a backup writes them; ``fields`` (verified=, extra=...) go into the manifest."""
     backup_id = f"{kind}-{started:%Y%m%dT%H%M%SZ}-{suffix}"
     key = data_key(env, kind, backup_id, started, "dump" if kind == "db" else "tar.gz")
     body = data if data is not None else f"data of {backup_id}".encode()
     client.put_object(Bucket=env.s3.bucket, Key=key, Body=body)
     m = Manifest(id=backup_id, kind=kind, env=env_name or env.name, object_key=key, size=len(body),
                  sha256=hashlib.sha256(body).hexdigest(), started_at=started,
-                 finished_at=started + timedelta(minutes=minutes))
+                 finished_at=started + timedelta(minutes=minutes), **fields)
     if manifest:
         client.put_object(Bucket=env.s3.bucket, Key=manifest_key(key), Body=m.to_json())
     return m
@@ -80,9 +82,10 @@ def test_lists_good_backups_newest_first_and_reports_what_it_left_out(populated)
     assert listing.orphans[0].manifest is None and listing.orphans[0].kind == "db"
     assert listing.orphans[0].started_at == t("2026-11-24T06:00:00")
     warnings = "\n".join(listing.warnings)
-    assert f"skipped {manifest_key(made['broken'].object_key)}: not valid JSON" in warnings
-    assert f"skipped {made['gone'].id}: its data object {made['gone'].object_key} is missing" in warnings
-    assert "belongs to environment prod, not sandbox" in warnings
+    assert f"manifest {manifest_key(made['broken'].object_key)}: not valid JSON" in warnings
+    assert (f"manifest {manifest_key(made['gone'].object_key)}: its data object {made['gone'].object_key} "
+            f"is missing — skipped") in warnings
+    assert "belongs to environment prod, not sandbox — skipped" in warnings
     assert "README.txt: not a backup object" in warnings
     assert len(listing.warnings) == 4
 
@@ -183,5 +186,6 @@ def test_a_manifest_that_cannot_be_read_right_now_does_not_make_an_orphan(popula
     listing = list_backups(env, Flaky())
     assert made["db2"].id not in [e.id for e in listing]
     assert [o.id for o in listing.orphans] == [made["orphan"].id]
-    assert any(w.startswith(f"skipped {manifest_key(made['db2'].object_key)}: S3 read") and "InternalError" in w
+    assert any(w.startswith(f"manifest {manifest_key(made['db2'].object_key)}: S3 read") and "InternalError" in w
                for w in listing.warnings)
+    assert [s.data_keys for s in listing.skipped if s.id == made["db2"].id] == [(made["db2"].object_key,)]

@@ -8,6 +8,7 @@ import pytest
 
 from ops.backup.catalog import Entry
 from ops.backup.manifest import Manifest
+from ops.cli import confirm
 from ops.commands import render
 from ops.errors import ConfigError
 from ops.inventory import Host, load_environment
@@ -27,7 +28,7 @@ from ops.restore.database import (
     stamp,
     terminate_sql,
 )
-from ops.restore.plan import DbPlan, confirm
+from ops.restore.plan import DbPlan
 from ops.restore.uploads import EXTRACT_SCRIPT, SWAP_SCRIPT, uploads_argv
 from ops.traffic import maintenance_conf
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ops.backup.catalog import Entry
-from ops.backup.manifest import Manifest
-from ops.backup.retention import Policy, plan
+from ops.backup.manifest import SAFETY_REASON, Manifest
+from ops.backup.retention import SAFETY_KEEP, Policy, plan, protected
 from ops.errors import ConfigError
 from ops.inventory import BackupSettings
 
@@ -170,3 +170,93 @@ def test_backups_after_now_are_kept_and_flagged():
 
 def test_empty_input_gives_an_empty_plan():
     assert plan([], NOW, Policy()) == []
+
+
+# -- drills and safety backups ------------------------------------------------------------------
+
+TODAY = datetime(2025, 12, 31, 12, tzinfo=UTC)
+
+
+def made(hours_ago: float, *, verified: bool | None = None, safety: bool = False, kind: str = "db") -> Entry:
+    started = TODAY - timedelta(hours=hours_ago)
+    e = entry(kind, started)
+    if verified is not None:
+        e.manifest.mark_verified(verified, "drill", started + timedelta(hours=1))
+    if safety:
+        e.manifest.extra["reason"] = SAFETY_REASON
+    return e
+
+
+def decided(decisions) -> dict[str, tuple[bool, list[str]]]:
+    return {d.entry.id: (d.keep, d.reasons) for d in decisions}
+
+
+def test_last_1_daily_1_keeps_the_only_verified_backup_when_a_newer_one_failed_its_drill():
+    failed = made(1, verified=False)
+    good = made(6, verified=True)
+    older = made(30)
+    decisions = plan([failed, good, older], TODAY, Policy(keep_last=1, daily=1, weekly=0, monthly=0))
+    assert decided(decisions) == {
+        failed.id: (True, ["newest of its kind (verification failed)"]),
+        good.id: (True, ["newest", "newest verified", "last 1", "daily 2025-12-31"]),
+        older.id: (False, ["older than the policy keeps (last 1, daily 1, weekly 0, monthly 0)"]),
+    }
+
+
+def test_a_failed_backup_never_takes_a_slot_and_is_deleted_when_not_the_newest():
+    ok = [made(h) for h in (0, 24, 48)]
+    failed = [made(h, verified=False) for h in (12, 36)]
+    decisions = plan([*ok, *failed], TODAY, Policy(keep_last=3, daily=0, weekly=0, monthly=0))
+    assert {i for i, (keep, _) in decided(decisions).items() if keep} == {e.id for e in ok}
+    assert all(decided(decisions)[e.id] == (False, ["verification failed"]) for e in failed)
+
+
+def test_a_kind_whose_every_backup_failed_keeps_its_newest():
+    failed = [made(h, verified=False) for h in (0, 24)]
+    decisions = plan(failed, TODAY, Policy(keep_last=1, daily=7, weekly=4, monthly=6))
+    assert decided(decisions) == {failed[0].id: (True, ["newest of its kind (verification failed)"]),
+                                  failed[1].id: (False, ["verification failed"])}
+
+
+def test_the_newest_verified_backup_is_kept_though_newer_unverified_ones_fill_every_slot():
+    newer = [made(h) for h in (0, 6, 12)]
+    verified = made(100, verified=True)
+    decisions = plan([*newer, verified], TODAY, Policy(keep_last=2, daily=1, weekly=0, monthly=0))
+    assert decided(decisions)[verified.id] == (True, ["newest verified"])
+    assert decided(decisions)[newer[2].id][0] is False
+
+
+def test_safety_backups_do_not_crowd_scheduled_ones_out_of_the_slots():
+    safety = [made(h, safety=True) for h in (1, 2, 3)]
+    scheduled = [made(h) for h in (10, 34, 58)]
+    decisions = plan([*safety, *scheduled], TODAY, Policy(keep_last=2, daily=0, weekly=0, monthly=0))
+    assert decided(decisions) == {
+        safety[0].id: (True, ["newest", "safety backup, kept 7 days"]),
+        safety[1].id: (True, ["safety backup, kept 7 days"]),
+        safety[2].id: (True, ["safety backup, kept 7 days"]),
+        scheduled[0].id: (True, ["last 2"]),
+        scheduled[1].id: (True, ["last 2"]),
+        scheduled[2].id: (False, ["older than the policy keeps (last 2, daily 0, weekly 0, monthly 0)"]),
+    }
+
+
+def test_safety_backups_go_after_seven_days_unless_they_are_the_newest_good_backup():
+    week = SAFETY_KEEP.total_seconds() / 3600
+    old_safety = made(week + 1, safety=True)
+    fresh_enough = made(week - 1, safety=True)
+    failed_safety = made(2, safety=True, verified=False)
+    scheduled = made(1)
+    decisions = plan([old_safety, fresh_enough, failed_safety, scheduled], TODAY, Policy(1, 0, 0, 0))
+    assert decided(decisions)[old_safety.id] == (False, ["safety backup older than 7 days"])
+    assert decided(decisions)[fresh_enough.id] == (True, ["safety backup, kept 7 days"])
+    assert decided(decisions)[failed_safety.id] == (False, ["verification failed"])
+    only_safety = made(400, safety=True, kind="uploads")
+    assert decided(plan([only_safety], TODAY, Policy(1, 0, 0, 0)))[only_safety.id] == (True, ["newest"])
+
+
+def test_protected_names_what_no_plan_may_delete_per_kind():
+    failed, good, verified = made(0, verified=False), made(5), made(50, verified=True)
+    uploads = made(3, kind="uploads")
+    assert protected([failed, good, verified, uploads]) == {
+        failed.id: ["newest of its kind (verification failed)"], good.id: ["newest"],
+        verified.id: ["newest verified"], uploads.id: ["newest"]}
