@@ -21,6 +21,7 @@ port as it publishes (``accessories.<name>.port``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -28,13 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dotenv import dotenv_values
-
+from ops.appenv import load_env_file
 from ops.commands import docker, shell
-from ops.errors import ConfigError, HostError, RemoteCommandFailed
+from ops.errors import ConfigError, HostError, OpsError, RemoteCommandFailed
 from ops.inventory import Accessory, Environment, Host
 from ops.layout import Layout
-from ops.registry import registry_access, service_ref
+from ops.registry import registry_access, service_ref, unreachable_error
 from ops.remote import Gateway
 
 LABEL_APP = "ops.app"
@@ -107,7 +107,9 @@ def read_env(env: Environment, acc: Accessory) -> dict[str, str]:
         raise ConfigError(f"env file {path} not found (accessory {acc.name} needs {', '.join(acc.env)})",
                           hint="create it (0600) with those variables" +
                                (", or run `inv sandbox.up`" if env.sandbox else ""))
-    values = dotenv_values(path)
+    # NOTE: the one reader of secret files (ops.appenv): same quoting and ${...} rules as
+    # the app's own view of this file, and it refuses a file group or others can read.
+    values = load_env_file(path)
     missing = [name for name in acc.env if values.get(name) is None]
     if missing:
         raise ConfigError(f"{', '.join(missing)} not set in {path} (needed by accessory {acc.name})",
@@ -260,11 +262,7 @@ def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult
     t0 = time.monotonic()
 
     say(f"{acc.name} on {host.name}: pulling {image}")
-    if acc.image.from_registry:
-        with registry_access(gw, host):
-            gw.run(host, docker.pull_argv(image))
-    else:
-        gw.run(host, docker.pull_argv(image))
+    _pull(gw, host, acc, image)
     spec = spec_hash(run_argv(env, acc, image), content, image_id(gw, host, image))
     info = inspect(gw, host, container)
     _check_ours(env, acc, host, info)
@@ -308,6 +306,16 @@ def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult
     say(f"{acc.name} on {host.name}: waiting until {container} is ready")
     wait_ready(gw, acc)
     return result(action)
+
+
+def _pull(gw: Gateway, host: Host, acc: Accessory, image: str) -> None:
+    access = registry_access(gw, host) if acc.image.from_registry else contextlib.nullcontext()
+    with access:
+        try:
+            gw.run(host, docker.pull_argv(image))
+        except OpsError as exc:
+            tunnel = acc.image.from_registry and gw.env.registry.tunnel
+            raise unreachable_error(gw.env, host, image, exc, tunnel=tunnel) or exc from None
 
 
 def _ensure_network(gw: Gateway, host: Host, network: str) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
+import shlex
 import sys
 import textwrap
 from collections.abc import Callable
@@ -406,6 +407,10 @@ def _line(binding: Binding) -> int:
 def load_env_file(path: Path) -> dict[str, str]:
     """The variables of ``path``, with ``${...}`` resolved (see the module docstring).
 
+    NOTE: the one reader of every secret file (the app's env file, the accessories'
+    variables, ``ops_env_file``): a value must never mean one thing to the app and
+    another to Postgres, and no secret file may be readable by others.
+
     Raises ``ConfigError`` when the file is missing, accessible by group or others,
     not UTF-8, has lines that do not parse, or references an undefined variable.
     No message quotes a value.
@@ -421,7 +426,7 @@ def load_env_file(path: Path) -> dict[str, str]:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise ConfigError(f"env file {rel} is accessible by group or others (mode {mode:04o})",
-                          hint=f"it holds secrets: chmod 600 {rel}")
+                          hint=f"it holds secrets: chmod 600 {shlex.quote(rel)}")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

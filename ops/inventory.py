@@ -53,6 +53,9 @@ class SSHSettings:
     connect_timeout: float = 10.0
     command_timeout: float = 600.0
     parallel: int = 10
+    # Seconds between SSH keepalives on an idle session (NAT/firewall state stays alive;
+    # a dead peer surfaces as an error instead of a silent hang).
+    keepalive: int = 15
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,7 @@ class _Validator:
 
     def ssh(self, raw: dict) -> SSHSettings:
         sec = self.section(raw, "ssh", {"user", "key", "known_hosts", "connect_timeout",
-                                        "command_timeout", "parallel"}, required=True)
+                                        "command_timeout", "parallel", "keepalive"}, required=True)
         known = self.path_value(sec, "known_hosts", "ssh.known_hosts", required=bool(sec))
         return SSHSettings(
             user=self.string(sec, "user", "ssh.user", "deploy"),
@@ -378,6 +381,7 @@ class _Validator:
             command_timeout=self.number(sec, "command_timeout", "ssh.command_timeout", 600.0,
                                         lo=1, hi=86400, integer=False),
             parallel=self.number(sec, "parallel", "ssh.parallel", 10, lo=1, hi=100),
+            keepalive=self.number(sec, "keepalive", "ssh.keepalive", 15, lo=1, hi=600),
         )
 
     def registry(self, raw: dict) -> Registry:

@@ -8,11 +8,24 @@ through an SSH reverse tunnel opened for the duration of a pull.
 from __future__ import annotations
 
 import contextlib
+import re
 
+from ops.errors import HostError, OpsError
 from ops.inventory import Environment, Host, ImageRef
 from ops.remote import Gateway
 
 DEFAULT_PORT = 443
+
+# What dockerd says when it cannot reach a registry at all (as opposed to: no such
+# image, denied). Through a reverse tunnel, a registry that is down on the operator's
+# machine shows up on the host as a reset or an EOF.
+_UNREACHABLE_RE = re.compile(
+    r"connection refused|no such host|i/o timeout|connection reset by peer|no route to host|"
+    r"network is unreachable|tls handshake timeout|client\.timeout exceeded|\beof\b", re.IGNORECASE)
+
+
+class RegistryUnreachable(HostError):
+    """A host could not reach the registry (directly or through the SSH tunnel)."""
 
 
 def _host_port(env: Environment) -> tuple[str, int]:
@@ -62,3 +75,29 @@ def _has_registry_part(image: str) -> bool:
     """``registry.example.com/team/app`` names its registry; ``team/app`` does not."""
     first, sep, _ = image.partition("/")
     return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def unreachable_error(env: Environment, host: Host, ref: str, exc: OpsError, *,
+                      tunnel: bool | None = None) -> RegistryUnreachable | None:
+    """The real cause of a failed ``docker pull ref`` on ``host`` when the registry was
+    out of reach; None when it failed for another reason (no such tag, denied...).
+
+    ``tunnel``: whether the pull went through the SSH tunnel (default: the inventory's
+    ``registry.tunnel``; False for images from elsewhere, e.g. Docker Hub).
+    """
+    text = (getattr(exc, "stderr", "") or exc.message).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("See '")]
+    hit = next((ln for ln in reversed(lines) if _UNREACHABLE_RE.search(ln)), None)
+    if hit is None and getattr(exc, "exit_code", None) != -1:
+        return None
+    cause = hit or "the SSH session ended without an exit status (exit -1)"
+    if env.registry.tunnel if tunnel is None else tunnel:
+        port = _host_port(env)[1]
+        return RegistryUnreachable(
+            f"registry {ref} unreachable from {host.name} through the SSH tunnel ({cause})", host=host.name,
+            hint=f"is the registry running on this machine at {env.registry.url} (curl http://{env.registry.url}/v2/)"
+                 f" and port {port} free on {host.name} for the tunnel? check with: inv doctor --host {env.name}")
+    return RegistryUnreachable(
+        f"registry {ref} unreachable from {host.name} ({cause})", host=host.name,
+        hint=f"can {host.name} resolve and reach the registry of {ref} (DNS, firewall, proxy)? "
+             f"check with: inv doctor --host {env.name}")

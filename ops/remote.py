@@ -1,6 +1,8 @@
 """THE gateway to hosts. Every remote command in this project goes through here.
 
 Why one place:
+- the session: no Fabric/Invoke config file or FABRIC_* variable, no ~/.ssh/config,
+  no agent (used or forwarded), no gateway; keepalives on; timeouts everywhere;
 - host keys: Fabric auto-accepts unknown host keys and ignores known_hosts by
   default. Here every connection loads the project's known_hosts and refuses any
   key that is not in it (paramiko RejectPolicy), with the fingerprint in the error;
@@ -25,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import fabric
@@ -34,6 +37,7 @@ import paramiko
 from ops.commands import ShellLine, render
 from ops.errors import (
     CommandTimeout,
+    ConfigError,
     HostError,
     HostKeyError,
     HostUnreachable,
@@ -57,6 +61,72 @@ PIPE_FINISH_TIMEOUT = 6 * 3600.0
 # log stays available to whoever configures logging for "paramiko" on purpose.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
+
+
+class SealedConfig(fabric.Config):
+    """A Fabric config made of Fabric's defaults and our overrides, nothing else.
+
+    NOTE: ``fabric.Config()`` reads /etc/fabric.* and ~/.fabric.{yaml,yml,json,py} in
+    its constructor and again in ``clone()``; a ``forward_agent: true`` or an
+    ``authentication.strategy_class`` there would reach every host we open. Every
+    loader (system, user, project, runtime files, FABRIC_* env vars, ssh_config) is
+    a no-op here, so the session is exactly what the inventory says.
+    """
+
+    def load_base_conf_files(self) -> None:
+        pass
+
+    def load_system(self, merge: bool = True) -> None:
+        pass
+
+    def load_user(self, merge: bool = True) -> None:
+        pass
+
+    def load_project(self, merge: bool = True) -> None:
+        pass
+
+    def load_runtime(self, merge: bool = True) -> None:
+        pass
+
+    def load_shell_env(self) -> None:
+        pass
+
+    def load_ssh_config(self) -> None:
+        pass
+
+
+def sealed_config(connect_timeout: float) -> SealedConfig:
+    return SealedConfig(
+        lazy=True, ssh_config=paramiko.SSHConfig(),
+        overrides={"load_ssh_configs": False, "forward_agent": False, "gateway": None,
+                   "connect_kwargs": {}, "authentication": {"identities": [], "strategy_class": None},
+                   "timeouts": {"connect": connect_timeout}, "run": {"in_stream": False}})
+
+
+def check_key_file(path: Path, inventory: str) -> None:
+    """Raise a ``ConfigError`` naming the real problem with ``ssh.key``, before any connect.
+
+    NOTE: paramiko reports a missing, unreadable or passphrase-protected key as a
+    generic connect/auth failure ("is the host up?"), which sends people the wrong way.
+    """
+    fix = f"set ssh.key in {inventory} to the deploy key's private key file"
+    if not path.exists():
+        raise ConfigError(f"SSH key file {path} not found", hint=fix)
+    if not path.is_file():
+        raise ConfigError(f"SSH key file {path} is not a regular file", hint=fix)
+    try:
+        paramiko.PKey.from_path(path)
+    except PermissionError:
+        raise ConfigError(f"SSH key file {path} is not readable by this user (permission denied)",
+                          hint=f"chmod 600 {path} as its owner, or {fix}") from None
+    except (paramiko.PasswordRequiredException, TypeError):
+        # NOTE: cryptography raises TypeError for "encrypted but no password given".
+        raise ConfigError(f"SSH key file {path} is encrypted (passphrase-protected); ops uses no SSH agent "
+                          "and cannot ask for a passphrase",
+                          hint=f"use a deploy key without a passphrase (0600, on this machine only), or {fix}") from None
+    except (paramiko.SSHException, ValueError, OSError) as exc:
+        raise ConfigError(f"SSH key file {path} is not a private key ops can read ({exc or type(exc).__name__})",
+                          hint=fix) from None
 
 
 class UnknownHostKey(paramiko.SSHException):
@@ -112,6 +182,17 @@ class FleetError(OpsError):
         super().__init__("\n".join(lines))
 
 
+def _keep_alive(conn: fabric.Connection, interval: int) -> None:
+    """Send an SSH keepalive every ``interval`` seconds while the session is idle.
+
+    NOTE: without it a NAT or firewall silently drops an idle session (e.g. during a
+    long migration) and the next read waits on a connection that no longer exists.
+    """
+    transport = conn.client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(interval)
+
+
 def _stderr_echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -131,6 +212,7 @@ class Gateway:
         self.plan: list[tuple[str, str]] = []
         self._conns: dict[str, fabric.Connection] = {}
         self._lock = threading.Lock()
+        self._key_checked = False
 
     def echo(self, line: str) -> None:
         """Print one line (masked); lines from parallel hosts never interleave."""
@@ -149,9 +231,10 @@ class Gateway:
 
     def _new_connection(self, host: Host) -> fabric.Connection:
         ssh = self.env.ssh
-        # NOTE: no ~/.ssh/config, no agent, no default keys: what connects is what
+        # NOTE: no ~/.ssh/config, no ~/.fabric.yaml, no agent (neither used nor
+        # forwarded), no default keys, no ProxyCommand/gateway: what connects is what
         # the inventory says, on every operator's machine alike.
-        config = fabric.Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}})
+        config = sealed_config(ssh.connect_timeout)
         connect_kwargs = {
             "allow_agent": False,
             "look_for_keys": False,
@@ -162,7 +245,8 @@ class Gateway:
         if ssh.key:
             connect_kwargs["key_filename"] = str(ssh.key)
         conn = fabric.Connection(host.address, user=host.user, port=host.port, config=config,
-                                 connect_timeout=ssh.connect_timeout, connect_kwargs=connect_kwargs)
+                                 connect_timeout=ssh.connect_timeout, connect_kwargs=connect_kwargs,
+                                 forward_agent=False, gateway=False, inline_ssh_env=True)
         client = conn.client
         # Fabric installs AutoAddPolicy; replace it and load only the project's file.
         client.set_missing_host_key_policy(StrictHostKeyPolicy())
@@ -175,8 +259,10 @@ class Gateway:
     def _open(self, host: Host, conn: fabric.Connection) -> None:
         trust = f"inv hosts.trust --host {self.env.name}:{host.name}"
         where = f"{host.user}@{host.address}:{host.port}"
+        self._check_key()
         try:
             conn.open()
+            _keep_alive(conn, self.env.ssh.keepalive)
         except UnknownHostKey as exc:
             raise HostKeyError(
                 f"host key {exc.key.get_name()} {fingerprint(exc.key)} is not in "
@@ -190,6 +276,11 @@ class Gateway:
                 host=host.name,
                 hint=f"if the host was rebuilt, confirm the new fingerprint out of band, then: {trust} --replace",
             ) from None
+        except paramiko.PasswordRequiredException:
+            raise ConfigError(f"SSH key file {self.env.ssh.key} is encrypted (passphrase-protected); ops uses "
+                              "no SSH agent and cannot ask for a passphrase", host=host.name,
+                              hint="use a deploy key without a passphrase, or set ssh.key in "
+                                   f"{self.env.path.name}") from None
         except paramiko.AuthenticationException as exc:
             raise HostUnreachable(f"SSH authentication failed for {where} ({exc})", host=host.name,
                                   hint=f"check ssh.key in {self.env.path.name} and the host's authorized_keys") from None
@@ -203,6 +294,13 @@ class Gateway:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise HostUnreachable(f"SSH to {where} failed: {exc or type(exc).__name__}", host=host.name,
                                   hint="is the host up and sshd running? check with: inv doctor") from None
+
+    def _check_key(self) -> None:
+        # Once per gateway: every host uses the same key, and the answer does not change.
+        if self._key_checked or self.env.ssh.key is None:
+            return
+        check_key_file(self.env.ssh.key, self.env.path.name)
+        self._key_checked = True
 
     def close(self) -> None:
         with self._lock:
@@ -262,18 +360,30 @@ class Gateway:
             self.plan.append((host.name, f"put {len(data)} bytes -> {shown} (mode {mode:o})"))
             self.echo(f"[dry-run] {host.name}: would write {len(data)} bytes to {shown} (mode {mode:o})")
             return
-        sftp = self.connection(host).sftp()
+        timeout = self.env.ssh.command_timeout
+        try:
+            sftp = self.connection(host).sftp()
+            # NOTE: an SFTP request to a dead host otherwise waits forever for its reply.
+            sftp.get_channel().settimeout(timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise HostUnreachable(f"cannot open SFTP to write {shown}: {exc or type(exc).__name__}",
+                                  host=host.name, hint="check the host and re-run") from None
         tmp = f"{path}.tmp-{time.time_ns()}"
         try:
             with sftp.open(tmp, "wb") as fh:
                 sftp.chmod(tmp, mode)
                 fh.write(data)
             sftp.posix_rename(tmp, path)
+        except TimeoutError:
+            raise CommandTimeout(f"no answer for {timeout:g}s while writing {shown} over SFTP", host=host.name,
+                                 hint="check the host (load, disk) and re-run; raise ssh.command_timeout "
+                                      "if it is just slow") from None
+        except (paramiko.SSHException, EOFError) as exc:
+            raise HostUnreachable(f"SSH session lost while writing {shown}: {exc or type(exc).__name__}",
+                                  host=host.name, hint="check the host and re-run") from None
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 sftp.remove(tmp)
-            except OSError:
-                pass
             raise HostError(f"cannot write {shown}: {self.mask(str(exc))}", host=host.name,
                             hint="check the directory exists and the SSH user may write there") from None
 
@@ -614,4 +724,4 @@ def fetch_host_keys(host: Host, *, timeout: float = 10.0) -> list[paramiko.PKey]
 
 
 __all__ = ["PipeResult", "pipe_into", "Gateway", "HostResults", "FleetError", "RemoteStream", "RunResult", "fetch_host_keys",
-           "host_pattern", "StrictHostKeyPolicy", "UnknownHostKey"]
+           "host_pattern", "SealedConfig", "StrictHostKeyPolicy", "UnknownHostKey", "check_key_file", "sealed_config"]

@@ -11,24 +11,103 @@ import json
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
-from ops.errors import ConfigError
+from ops.errors import ConfigError, OpsError
 from ops.inventory import Environment
 from ops.opsenv import operator_value
+
+KEY_ID, SECRET = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
+
+
+class S3CredentialsMissing(ConfigError):
+    """No (or half of the) AWS credentials: nothing was sent to S3."""
+
+
+def credentials_missing(env: Environment | None, detail: str = "") -> S3CredentialsMissing:
+    """The one message for absent S3 credentials, naming where to put them."""
+    if env is not None and env.ops_env_file is not None:
+        where = f"{env.ops_env_file.name} (ops_env_file in {env.path.name}) or the environment"
+    elif env is not None:
+        where = f"the environment, or in a 0600 file named by ops_env_file in {env.path.name}"
+    else:
+        where = "the ops env file (ops_env_file) or the environment"
+    return S3CredentialsMissing(
+        f"S3 credentials missing{f' ({detail})' if detail else ''}: set {KEY_ID} and {SECRET} in {where}",
+        hint="or give boto3 its usual credentials (~/.aws/credentials, AWS_PROFILE, an instance role)")
+
+
+_CLIENT_ERROR_HINTS = {
+    "NoSuchBucket": "create bucket {bucket} or fix s3.bucket in the inventory",
+    "AccessDenied": "check the AWS credentials (ops env file or boto3 chain) and the bucket policy",
+    "InvalidAccessKeyId": f"check {KEY_ID} in the ops env file",
+    "SignatureDoesNotMatch": f"check {SECRET} in the ops env file",
+}
+
+
+def s3_error(exc: Exception, action: str, bucket: str, env: Environment | None = None) -> OpsError:
+    """A one-line ``OpsError`` for a boto3/botocore failure, naming its real cause.
+
+    Call it wherever an S3 call fails (``except (ClientError, BotoCoreError)``); it
+    never includes credentials. NOTE: missing credentials are botocore errors raised
+    before any request: blaming the endpoint or the network for them misleads.
+    """
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        detail = str(exc) if isinstance(exc, PartialCredentialsError) else ""
+        return credentials_missing(env, detail)
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "?")
+        text = exc.response.get("Error", {}).get("Message", "") or code
+        hint = _CLIENT_ERROR_HINTS.get(code, "check s3 settings in the inventory and the credentials")
+        return OpsError(f"S3 {action} in bucket {bucket} failed: {code}: {text}", hint=hint.format(bucket=bucket))
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return OpsError(f"S3 {action} in bucket {bucket} failed: {exc}",
+                        hint="check s3.endpoint_url / region and the network")
+    return OpsError(f"S3 {action} in bucket {bucket} failed: {exc}",
+                    hint="check s3.endpoint_url / region, the credentials and the network")
+
+
+def _explicit_credentials(env: Environment, values: dict[str, str]) -> dict[str, str]:
+    key_id = values.get(KEY_ID) or operator_value(env, KEY_ID)
+    secret = values.get(SECRET) or operator_value(env, SECRET)
+    if key_id and secret:
+        return {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
+    if env.sandbox is not None:
+        return {"aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"}
+    if key_id or secret:
+        raise credentials_missing(env, f"{SECRET if key_id else KEY_ID} is not set, {KEY_ID if key_id else SECRET} is")
+    return {}
+
+
+def _chain_session(env: Environment) -> boto3.session.Session:
+    """boto3's own credential chain, checked now rather than at the first request.
+
+    NOTE: botocore resolves the chain when it builds a client anyway; asking first
+    turns "no credentials" into one clear error before a backup or deploy starts.
+    """
+    session = boto3.session.Session()
+    try:
+        found = session.get_credentials()
+    except PartialCredentialsError as exc:
+        raise credentials_missing(env, str(exc)) from None
+    if found is None:
+        raise credentials_missing(env)
+    return session
 
 
 def client(env: Environment, env_values: dict[str, str] | None = None):
     if env.s3 is None:
         raise ConfigError(f"no s3 section in {env.path.name}", hint="add s3: {bucket: ..., region: ...}")
     s3 = env.s3
-    kwargs = {}
-    values = env_values or {}
-    key_id = values.get("AWS_ACCESS_KEY_ID") or operator_value(env, "AWS_ACCESS_KEY_ID")
-    secret = values.get("AWS_SECRET_ACCESS_KEY") or operator_value(env, "AWS_SECRET_ACCESS_KEY")
-    if key_id and secret:
-        kwargs = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
-    elif env.sandbox is not None:
-        kwargs = {"aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"}
+    kwargs = _explicit_credentials(env, env_values or {})
+    session = boto3 if kwargs else _chain_session(env)
     config = Config(
         s3={"addressing_style": "path" if s3.path_style else "auto"},
         retries={"max_attempts": 5, "mode": "standard"},
@@ -38,7 +117,7 @@ def client(env: Environment, env_values: dict[str, str] | None = None):
         **({"request_checksum_calculation": "when_required",
             "response_checksum_validation": "when_required"} if s3.endpoint_url else {}),
     )
-    return boto3.client("s3", region_name=s3.region, endpoint_url=s3.endpoint_url, config=config, **kwargs)
+    return session.client("s3", region_name=s3.region, endpoint_url=s3.endpoint_url, config=config, **kwargs)
 
 
 def key(env: Environment, *parts: str) -> str:
@@ -47,6 +126,9 @@ def key(env: Environment, *parts: str) -> str:
 
 def put_json(env: Environment, object_key: str, data, env_values: dict[str, str] | None = None) -> None:
     extra = {"ServerSideEncryption": env.s3.sse} if env.s3 and env.s3.sse else {}
-    client(env, env_values).put_object(Bucket=env.s3.bucket, Key=object_key,
-                                       Body=json.dumps(data, sort_keys=True, indent=1).encode(),
-                                       ContentType="application/json", **extra)
+    s3 = client(env, env_values)
+    try:
+        s3.put_object(Bucket=env.s3.bucket, Key=object_key, Body=json.dumps(data, sort_keys=True, indent=1).encode(),
+                      ContentType="application/json", **extra)
+    except (ClientError, BotoCoreError) as exc:
+        raise s3_error(exc, f"writing {object_key}", env.s3.bucket, env) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 from ops import local, registry
 from ops.commands import docker
 from ops.deploy.release import VERSION_RE
-from ops.errors import ConfigError, LocalToolError
+from ops.errors import ConfigError, LocalToolError, OpsError
 from ops.inventory import Environment, Host
 from ops.opsenv import operator_value
 from ops.remote import Gateway
@@ -129,7 +129,10 @@ def pull(gw: Gateway, host: Host, ref: str) -> str:
     if not image_present(gw, host, ref):
         login_host(gw, host)
         with registry.registry_access(gw, host):
-            gw.run(host, ("docker", "pull", "--quiet", ref), timeout=1800)
+            try:
+                gw.run(host, ("docker", "pull", "--quiet", ref), timeout=1800)
+            except OpsError as exc:
+                raise registry.unreachable_error(gw.env, host, ref, exc) or exc from None
     res = gw.query(host, ("docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref),
                    check=False)
     return next((line.partition("@")[2] for line in res.stdout.split() if "@" in line), "")

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ops.commands import docker
-from ops.db import DatabaseURL, applied_migrations, connect_via
+from ops.commands import docker, render
 from ops.deploy.release import Release
-from ops.errors import HostError, OpsError
+from ops.errors import CommandTimeout, HostError, HostUnreachable, OpsError, RemoteCommandFailed
 from ops.inventory import Host
 from ops.layout import Layout
+from ops.operation import shielded_from_ctrl_c
+from ops.postgres import DatabaseURL, applied_migrations, connect_via
 from ops.remote import Gateway
+
+ROLE_LABEL = ("ops.role", "migrate")
+REMOVE_TIMEOUT = 120.0
+PS_TIMEOUT = 60.0
 
 
 class MigrationFailed(HostError):
-    """The migrate command exited non-zero; nothing was switched."""
+    """The migrate command failed or was cut off; nothing was switched."""
+
+
+class MigrationInProgress(HostError):
+    """A migrate container of this app is already running on the host."""
 
 
 @dataclass
@@ -38,26 +47,95 @@ def finished_names(gw: Gateway, host: Host, url: DatabaseURL) -> list[str]:
         return [r["migration_name"] for r in applied_migrations(conn) if r["finished_at"] is not None]
 
 
+def migrate_container(gw: Gateway, release: Release) -> str:
+    return f"{Layout(gw.env).migrate_container}-{release.id.lower()}"
+
+
 def migrate_argv(gw: Gateway, release: Release) -> tuple[str, ...]:
     layout = Layout(gw.env)
     return docker.run_argv(
-        f"{layout.migrate_container}-{release.id.lower()}", release.image, network=layout.network,
+        migrate_container(gw, release), release.image, network=layout.network,
         env_file=layout.release_env(release.id), env={"APP_VERSION": release.version},
-        labels={"ops.app": gw.env.app, "ops.role": "migrate"}, restart=None, detach=False, remove=True,
+        labels={"ops.app": gw.env.app, ROLE_LABEL[0]: ROLE_LABEL[1]}, restart=None, detach=False, remove=True,
         # The migrate command is the operator's own config (inventory), run by a shell
         # inside the container, passed as one argument: nothing of it reaches ours.
         command=("sh", "-c", gw.env.migrate.command))
 
 
+def running_migrations_argv(app: str) -> tuple[str, ...]:
+    """Running containers of ``app`` with the migrate role: name, creation time, status."""
+    return docker.ps_argv(filters=[("label", f"ops.app={app}"), ("label", "=".join(ROLE_LABEL))],
+                          fmt="{{.Names}}\t{{.CreatedAt}}\t{{.Status}}", all=False)
+
+
+def refuse_if_migrating(gw: Gateway, host: Host) -> None:
+    """Two migrations of one database at once can interleave half-applied steps: refuse.
+
+    NOTE: a leftover may also be a migration whose operator lost the session; only a
+    human can tell, so we name it and say how to remove it rather than removing it.
+    """
+    res = gw.query(host, running_migrations_argv(gw.env.app), timeout=PS_TIMEOUT)
+    rows = [(line.split("\t") + ["", ""])[:3] for line in res.stdout.splitlines() if line.strip()]
+    if not rows:
+        return
+    shown = "; ".join(f"{name} (since {created or '?'}, {status or 'running'})" for name, created, status in rows)
+    rm = " && ".join(render(docker.rm_argv(name, force=True)) for name, _, _ in rows)
+    raise MigrationInProgress(
+        f"a migration of {gw.env.app} is already running: {shown}; not starting another", host=host.name,
+        hint=f"another deploy may still be migrating; once you are sure it is dead, run on {host.name}: {rm}")
+
+
+def _may_still_run(exc: OpsError) -> bool:
+    """True when ``docker run`` did not end by itself: its container may still be running.
+
+    A plain non-zero exit means the container ended and ``--rm`` removed it.
+    """
+    if isinstance(exc, CommandTimeout | HostUnreachable):
+        return True
+    return isinstance(exc, RemoteCommandFailed) and exc.exit_code in (None, -1)
+
+
+def remove_container(gw: Gateway, host: Host, name: str) -> str:
+    """``docker rm --force`` ``name`` through the gateway, safe from a second Ctrl-C; say what happened."""
+    argv = docker.rm_argv(name, force=True)
+    with shielded_from_ctrl_c(gw.echo):
+        try:
+            gw.run(host, argv, timeout=REMOVE_TIMEOUT)
+        except RemoteCommandFailed as exc:
+            if "no such container" in exc.stderr.lower():
+                return f"its container {name} had already ended"
+            why = exc.message
+        except Exception as exc:  # noqa: BLE001 - cleanup must never hide the migration's own failure
+            why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        else:
+            return f"its container {name} was removed"
+    return f"removing its container failed ({gw.mask(why)}); run on {host.name}: {render(argv)}"
+
+
 def run_migrations(gw: Gateway, host: Host, release: Release, url: DatabaseURL) -> MigrationReport:
     report = MigrationReport()
+    refuse_if_migrating(gw, host)
     if not gw.dry_run:
         report.before = finished_names(gw, host, url)
+    name = migrate_container(gw, release)
     try:
         res = gw.run(host, migrate_argv(gw, release), timeout=gw.env.migrate.timeout)
+    except KeyboardInterrupt as exc:
+        # NOTE: the container runs under dockerd, not under our SSH session: stopping
+        # here would leave it migrating unattended unless we remove it.
+        outcome = f"{host.name}: migration interrupted; {remove_container(gw, host, name)}"
+        gw.echo(outcome)
+        exc.add_note(outcome)
+        raise
     except OpsError as exc:
         output = (getattr(exc, "stdout", "") or "") + (getattr(exc, "stderr", "") or "")
         tail = "\n    ".join(output.strip().splitlines()[-15:])
+        if _may_still_run(exc):
+            what = f"{exc.message}; nothing was switched; {remove_container(gw, host, name)}"
+            raise MigrationFailed(f"migration failed ({gw.env.migrate.command}): {what}"
+                                  + (f":\n    {tail}" if tail else ""), host=host.name,
+                                  hint="it may have stopped half-way: check _prisma_migrations, fix the cause, "
+                                       "then deploy again (see RUNBOOK: failed deploy)") from None
         raise MigrationFailed(f"migration failed ({gw.env.migrate.command}); nothing was switched"
                               + (f":\n    {tail}" if tail else f": {exc.message}"),
                               host=host.name,

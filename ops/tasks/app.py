@@ -8,6 +8,8 @@ import sys
 from invoke.exceptions import Exit
 
 from ops import app
+from ops.cli import number
+from ops.errors import ConfigError
 from ops.inventory import resolve_target
 from ops.remote import Gateway
 from ops.tasks import ops_task
@@ -17,6 +19,7 @@ from ops.tasks import ops_task
                 "since": "only newer than this (e.g. 10m, 2026-11-24T03:00:00Z)"})
 def logs(c, host="", lines=100, since=""):
     """Recent logs of the current app container on each web host."""
+    lines = int(number(lines, "--lines", minimum=1, integer=True))
     target = resolve_target(host)
     webs = [h for h in target.hosts if "web" in h.roles]
     with Gateway(target.env) as gw:
@@ -37,7 +40,7 @@ def exec_(c, host="", cmd=""):
     target = resolve_target(host)
     web = next((h for h in target.hosts if "web" in h.roles), None)
     if web is None:
-        raise Exit(f"error: no web host in --host {host}", code=1)
+        raise ConfigError(f"no web host in --host {host}", hint="name an environment with web hosts, or env:webN")
     with Gateway(target.env) as gw:
         res = app.run_one_off(gw, web, command)
     sys.stdout.write(res.stdout)

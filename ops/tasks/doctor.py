@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from invoke.exceptions import Exit
-
+from ops.cli import CheckFailed
 from ops.doctor import run_doctor
 from ops.inventory import resolve_target
 from ops.remote import Gateway
 from ops.table import format_table
-from ops.tasks import ops_task, print_json
+from ops.tasks import ops_task, print_json, say
 
 
 @ops_task(help={"host": "environment (prod) or env:host (prod:web1)",
@@ -18,17 +17,16 @@ def doctor(c, host="", json=False):
     target = resolve_target(host)
     with Gateway(target.env) as gw:
         reports = run_doctor(gw, list(target.hosts))
-    if json:
-        print_json({"environment": target.env.name, "ok": all(r.ok for r in reports),
-                    "hosts": [r.to_dict() for r in reports]})
-    else:
+    print_json({"environment": target.env.name, "ok": all(r.ok for r in reports),
+                "hosts": [r.to_dict() for r in reports]})
+    if not json:
         rows = []
         for r in reports:
             for i, check in enumerate(r.checks):
                 rows.append([r.host if i == 0 else "", check.name, "ok" if check.ok else "FAIL", check.detail])
-        print(format_table(["HOST", "CHECK", "STATUS", "DETAIL"], rows))
+        say(format_table(["HOST", "CHECK", "STATUS", "DETAIL"], rows))
         healthy = sum(r.ok for r in reports)
-        print(f"\n{healthy} of {len(reports)} host(s) healthy")
+        say(f"\n{healthy} of {len(reports)} host(s) healthy")
     failed = [r.host for r in reports if not r.ok]
     if failed:
-        raise Exit(f"error: doctor found problems on {', '.join(failed)}", code=1)
+        raise CheckFailed(f"doctor found problems on {', '.join(failed)}")

@@ -6,7 +6,7 @@ from ops.errors import ConfigError
 from ops.hostkeys import plan_trust, write_trust
 from ops.inventory import resolve_target
 from ops.table import format_table
-from ops.tasks import ops_task, print_json
+from ops.tasks import ops_task, print_json, say
 
 
 @ops_task(name="list", default=True, help={"host": "environment (prod) or env:host (prod:web1)",
@@ -16,14 +16,14 @@ def list_(c, host="", json=False):
     target = resolve_target(host)
     rows = [{"name": h.name, "address": h.address, "port": h.port, "user": h.user,
              "roles": list(h.roles), "private_address": h.private_address or None} for h in target.hosts]
+    print_json({"environment": target.env.name, "hosts": rows})
     if json:
-        print_json({"environment": target.env.name, "hosts": rows})
         return
-    print(format_table(["HOST", "ADDRESS", "PORT", "USER", "ROLES", "PRIVATE"],
+    say(format_table(["HOST", "ADDRESS", "PORT", "USER", "ROLES", "PRIVATE"],
                        [[r["name"], r["address"], r["port"], r["user"], ",".join(r["roles"]),
                          r["private_address"] or "-"] for r in rows]))
 
-@ops_task(help={"host": "environment (prod) or env:host (prod:web1)",
+@ops_task(mutating=True, help={"host": "environment (prod) or env:host (prod:web1)",
                 "yes": "write the keys without asking (only after checking the fingerprints out of band)",
                 "replace": "allow replacing a key that differs from the one on file (host rebuilt)"})
 def trust(c, host="", yes=False, replace=False):
@@ -31,10 +31,10 @@ def trust(c, host="", yes=False, replace=False):
     target = resolve_target(host)
     changes = plan_trust(target)
     for change in changes:
-        print(change.describe())
+        say(change.describe())
     pending = [ch for ch in changes if ch.needs_write]
     if not pending:
-        print("nothing to do: every key is already trusted")
+        say("nothing to do: every key is already trusted")
         return
     changed = [ch.host.name for ch in pending if ch.is_replacement]
     if changed and not replace:
@@ -48,5 +48,5 @@ def trust(c, host="", yes=False, replace=False):
         if answer.strip() != "yes":
             raise ConfigError("not confirmed; nothing written", hint="answer 'yes' or pass --yes")
     write_trust(target.env.ssh.known_hosts, pending)
-    print(f"wrote {sum(len(ch.keys) for ch in pending)} key(s) for {len(pending)} host(s) to "
+    say(f"wrote {sum(len(ch.keys) for ch in pending)} key(s) for {len(pending)} host(s) to "
           f"{target.env.ssh.known_hosts}")

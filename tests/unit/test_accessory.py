@@ -23,6 +23,7 @@ PASSWORD = "Zx9-very-secret-password_42"
 def env(tmp_path):
     path = tmp_path / "app.env"
     path.write_text(f"POSTGRES_USER=athlete\nPOSTGRES_PASSWORD={PASSWORD}\nPOSTGRES_DB=athlete\nOTHER=not-for-db\n")
+    path.chmod(0o600)
     return dataclasses.replace(load_environment("sandbox"), env_file=path)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ops.errors import ConfigError, InventoryError
-from ops.inventory import INVENTORY_DIR, PROJECT_ROOT, load_environment, resolve_target
+from ops.inventory import INVENTORY_DIR, PROJECT_ROOT, SSHSettings, load_environment, resolve_target
 
 TOP_KEYS = ("accessories, app, app_dir, backup, build, deploy, doctor, env_file, health, hooks_dir, hosts, image, "
             "migrate, ops_env_file, production, proxy, registry, s3, sandbox, ssh")
@@ -91,6 +92,7 @@ def test_minimal_file_gets_documented_defaults(inv):
     assert env.ssh.connect_timeout == 10.0
     assert env.ssh.command_timeout == 600.0
     assert env.ssh.parallel == 10
+    assert env.ssh.keepalive == 15
     assert env.ssh.key is None
     assert env.registry.tunnel is False
     assert env.env_file is None
@@ -183,6 +185,28 @@ def test_explicit_settings_override_defaults(inv):
     assert env.s3.bucket == "shop-backups"
     assert env.s3.region == "us-east-1"
     assert env.s3.sse == "AES256"
+
+
+def test_ssh_keepalive_is_read_from_the_inventory(inv):
+    data = valid()
+    data["ssh"]["keepalive"] = 30
+    write(inv, "prod", data)
+    assert load_environment("prod", inv).ssh.keepalive == 30
+
+
+@pytest.mark.parametrize("value", [0, -5, 601, 2.5, "15", True])
+def test_bad_ssh_keepalive_names_key_range_and_value(inv, value):
+    data = valid()
+    data["ssh"]["keepalive"] = value
+    assert only_problem(inv, "prod", data).startswith(
+        f"ssh.keepalive: must be an integer 1-600, got {value!r} — ")
+
+
+def test_shipped_prod_inventory_documents_every_ssh_key():
+    text = (PROJECT_ROOT / "inventory" / "prod.yml").read_text()
+    ssh_block = text.split("\nssh:\n", 1)[1].split("\n\n", 1)[0]
+    documented = {line.split(":", 1)[0].strip() for line in ssh_block.splitlines()}
+    assert documented == {f.name for f in dataclasses.fields(SSHSettings)}
 
 
 def test_same_address_on_different_ports_is_not_a_duplicate(inv):
