@@ -34,6 +34,7 @@ from ops.commands import docker, shell
 from ops.errors import ConfigError, HostError, OpsError, RemoteCommandFailed
 from ops.inventory import Accessory, Environment, Host
 from ops.layout import Layout
+from ops.operation import Operation
 from ops.registry import registry_access, service_ref, unreachable_error
 from ops.remote import Gateway
 
@@ -240,14 +241,28 @@ def _quiet(_: str) -> None:
     pass
 
 
-def boot(gw: Gateway, name: str, *, say: Say = _quiet) -> BootResult:
+def boot(gw: Gateway, name: str, *, say: Say = _quiet, lock_wait: float = 0.0) -> BootResult:
     """Pull, write the env file, (re)create the container if anything changed, wait until ready."""
-    return _boot(gw, get_accessory(gw.env, name), replace=False, say=say)
+    return _enveloped(gw, get_accessory(gw.env, name), replace=False, say=say, lock_wait=lock_wait)
 
 
-def reboot(gw: Gateway, name: str, *, say: Say = _quiet) -> BootResult:
+def reboot(gw: Gateway, name: str, *, say: Say = _quiet, lock_wait: float = 0.0) -> BootResult:
     """Stop (gracefully), remove and boot again; the data volume stays."""
-    return _boot(gw, get_accessory(gw.env, name), replace=True, say=say)
+    return _enveloped(gw, get_accessory(gw.env, name), replace=True, say=say, lock_wait=lock_wait)
+
+
+def _enveloped(gw: Gateway, acc: Accessory, *, replace: bool, say: Say, lock_wait: float) -> BootResult:
+    """Under the environment lock: a reboot must never kill a running backup, restore or deploy."""
+    if gw.dry_run:
+        return _boot(gw, acc, replace=replace, say=say)
+    action = "accessory.reboot" if replace else "accessory.boot"
+    with Operation(gw, action, list(gw.env.hosts.values()), say=say, version=acc.name, lock_wait=lock_wait,
+                   detail=f"{acc.name} on {acc.host}") as op:
+        result = _boot(gw, acc, replace=replace, say=say)
+        op.outcome = str(result)
+    for warning in op.warnings:
+        say(f"warning: {warning}")
+    return result
 
 
 def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult:

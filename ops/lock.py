@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from ops.audit import actor, iso, utcnow
 from ops.commands import shell
 from ops.errors import HostError, OpsError
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Host
 from ops.layout import Layout
 from ops.remote import Gateway
@@ -173,8 +174,6 @@ class EnvironmentLock:
                         raise self._held(host, other)
                     time.sleep(min(self.poll, max(0.0, deadline - time.monotonic())))
         except BaseException as exc:
-            from ops.operation import shielded_from_ctrl_c  # NOTE: operation imports this module
-
             with shielded_from_ctrl_c(lambda line: None):
                 try:
                     self.release()

@@ -19,36 +19,23 @@ the confirmation shows it, and apply executes it (not a recomputed one).
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ops import audit
 from ops.errors import OpsError
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Host
 from ops.lock import EnvironmentLock, Holder
 from ops.remote import Gateway
 
 Say = Callable[[str], None]
 
+__all__ = ["Operation", "Plan", "first_line", "shielded_from_ctrl_c"]
+
 
 def _quiet(_: str) -> None:
     pass
-
-
-@contextlib.contextmanager
-def shielded_from_ctrl_c(say: Say):
-    """Finish cleanup (rollback, unlock, audit) even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: say("cleanup in progress: not interrupting it"))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def first_line(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -44,6 +44,7 @@ from ops.errors import (
     OpsError,
     RemoteCommandFailed,
 )
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Environment, Host
 from ops.known_hosts import fingerprint, host_pattern
 from ops.masking import Masker
@@ -489,9 +490,27 @@ class Gateway:
                 err.__cause__ = exc
                 return False, err
 
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(hosts)),
-                                thread_name_prefix="ops-host") as pool:
-            outcomes = list(pool.map(call, hosts))
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(hosts)), thread_name_prefix="ops-host")
+        futures = [pool.submit(call, host) for host in hosts]
+        try:
+            outcomes = [f.result() for f in futures]
+        except KeyboardInterrupt:
+            # NOTE: Ctrl-C reaches only this thread; the host threads would go on working
+            # (switching containers, say) while the caller's cleanup starts on the same hosts.
+            # Hosts not yet started never start; running ones finish their current step
+            # (each bounded by its own timeout) before the interrupt goes on.
+            for f in futures:
+                f.cancel()
+            busy = [h.name for h, f in zip(hosts, futures, strict=True) if not f.done()]
+            if busy:
+                self.echo(f"Ctrl-C: letting {', '.join(busy)} finish the current step, then cleaning up "
+                          "(each step has its own timeout)")
+                with shielded_from_ctrl_c(self.echo, f"still waiting for {', '.join(busy)} to finish its step; "
+                                                     "cleanup follows"):
+                    wait(futures)
+            raise
+        finally:
+            pool.shutdown(wait=False)
         for host, (ok, value) in zip(hosts, outcomes, strict=True):
             if ok:
                 results.ok[host.name] = value

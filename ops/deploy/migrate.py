@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from ops.commands import docker, render
 from ops.deploy.release import Release
 from ops.errors import CommandTimeout, HostError, HostUnreachable, OpsError, RemoteCommandFailed
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Host
 from ops.layout import Layout
-from ops.operation import shielded_from_ctrl_c
 from ops.postgres import DatabaseURL, applied_migrations, connect_via
 from ops.remote import Gateway
 

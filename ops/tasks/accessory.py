@@ -5,18 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ops import accessory
+from ops.cli import number
 from ops.errors import ConfigError
 from ops.inventory import Environment, resolve_target
 from ops.remote import Gateway
 from ops.table import format_table
-from ops.tasks import ops_task, print_json
+from ops.tasks import ops_task, print_json, say
 
 HOST_HELP = "environment (prod), or env:host naming the accessory's host (prod:db1)"
 NAME_HELP = "accessory name (a key of 'accessories' in the inventory)"
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
 
 
 def _env(host: str, name: str | None) -> Environment:
@@ -34,22 +31,30 @@ def _env(host: str, name: str | None) -> Environment:
     return env
 
 
-@ops_task(positional=["name"], help={"host": HOST_HELP, "name": NAME_HELP,
-                                     "dry_run": "print the commands it would run; change nothing"})
-def boot(c, name=None, host="", dry_run=False):
+LOCK_WAIT_HELP = "seconds to wait for another operation (a backup, a deploy) to release the environment lock"
+
+
+@ops_task(positional=["name"], mutating=True, help={"host": HOST_HELP, "name": NAME_HELP,
+                                                    "dry_run": "print the commands it would run; change nothing",
+                                                    "lock_wait": LOCK_WAIT_HELP})
+def boot(c, name=None, host="", dry_run=False, lock_wait=0.0):
     """Start an accessory (pull, env file, container, wait until ready); nothing to do when unchanged."""
     env = _env(host, name)
+    lock_wait = number(lock_wait, "--lock-wait")
     with Gateway(env, dry_run=dry_run) as gw:
-        print(accessory.boot(gw, name, say=_say))
+        say(str(accessory.boot(gw, name, say=say, lock_wait=lock_wait)))
 
 
-@ops_task(positional=["name"], help={"host": HOST_HELP, "name": NAME_HELP,
-                                     "dry_run": "print the commands it would run; change nothing"})
-def reboot(c, name=None, host="", dry_run=False):
-    """Stop (gracefully), remove and boot an accessory again; its data volume stays."""
+@ops_task(positional=["name"], mutating=True, help={"host": HOST_HELP, "name": NAME_HELP,
+                                                    "dry_run": "print the commands it would run; change nothing",
+                                                    "lock_wait": LOCK_WAIT_HELP})
+def reboot(c, name=None, host="", dry_run=False, lock_wait=0.0):
+    """Stop (gracefully), remove and boot an accessory again; its data volume stays. It takes the
+    environment lock: a backup or restore in progress makes it wait (--lock-wait) or refuse."""
     env = _env(host, name)
+    lock_wait = number(lock_wait, "--lock-wait")
     with Gateway(env, dry_run=dry_run) as gw:
-        print(accessory.reboot(gw, name, say=_say))
+        say(str(accessory.reboot(gw, name, say=say, lock_wait=lock_wait)))
 
 
 @ops_task(help={"host": HOST_HELP, "name": "only this accessory (default: all)",
@@ -61,10 +66,10 @@ def status(c, host="", name="", json=False):
         accessory.get_accessory(env, name)
     with Gateway(env) as gw:
         rows = accessory.status(gw, [name] if name else None)
+    print_json([asdict(r) for r in rows])
     if json:
-        print_json([asdict(r) for r in rows])
         return
-    print(format_table(["ACCESSORY", "HOST", "CONTAINER", "IMAGE", "STATE", "HEALTH"],
+    say(format_table(["ACCESSORY", "HOST", "CONTAINER", "IMAGE", "STATE", "HEALTH"],
                        [[r.accessory, r.host, r.container, r.image, r.state, r.health] for r in rows]))
 
 
@@ -73,6 +78,7 @@ def status(c, host="", name="", json=False):
 def logs(c, name=None, host="", lines=100):
     """Print the last lines of an accessory's container log."""
     env = _env(host, name)
+    lines = int(number(lines, "--lines", minimum=1, integer=True))
     with Gateway(env) as gw:
         out = accessory.logs(gw, name, lines=lines)
     print(out, end="" if out.endswith("\n") or not out else "\n")

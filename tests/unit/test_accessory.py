@@ -13,7 +13,7 @@ from ops.commands import render
 from ops.errors import ConfigError, HostError
 from ops.inventory import load_environment
 from ops.masking import Masker
-from ops.remote import RunResult
+from ops.remote import Gateway, RunResult
 from ops.sandbox import app_env, images
 
 PASSWORD = "Zx9-very-secret-password_42"
@@ -71,6 +71,9 @@ class FakeGateway:
 
     def query(self, host, command, **kwargs):
         return self.run(host, command, mutating=False, **kwargs)
+
+    map = Gateway.map  # the operation envelope (lock, audit) runs per host
+    parallel = 4
 
     def put(self, host, data, path, *, mode=0o600):
         if self.dry_run:
@@ -193,6 +196,22 @@ def test_reboot_stops_removes_and_runs_even_when_unchanged(env):
     assert not any(c.startswith("docker volume rm") for c in gw.ran)
     assert [c.split()[1] for c in gw.ran if c.startswith(("docker stop", "docker rm", "docker run"))] == [
         "stop", "rm", "run"]
+
+
+def test_reboot_runs_under_the_environment_lock_and_is_audited(env):
+    gw = FakeGateway(env)
+    accessory.boot(gw, "postgres")
+    gw.ran.clear()
+    accessory.reboot(gw, "postgres")
+    lock_dir = f"{env.app_dir}/lock"
+    first_lock = next(i for i, c in enumerate(gw.ran) if f"mkdir {lock_dir}" in c)
+    stop = next(i for i, c in enumerate(gw.ran) if c.startswith("docker stop"))
+    unlock = max(i for i, c in enumerate(gw.ran) if f"rm -rf {lock_dir}" in c)
+    assert first_lock < stop < unlock
+    audit = [c for c in gw.ran if "audit.log" in c and '"action":"accessory.reboot"' in c]
+    # one "started" and one "ok" line on every host of the environment
+    assert sum('"outcome":"started"' in c for c in audit) == sum('"outcome":"ok"' in c for c in audit) == len(env.hosts)
+    assert len(audit) == 2 * len(env.hosts)
 
 
 def test_container_of_someone_else_is_not_touched(env):

@@ -209,3 +209,26 @@ def test_plan_render_says_what_would_happen_per_host():
 
 def test_host_results_type_is_what_survey_returns(fleet):
     assert isinstance(lock.survey(fleet, fleet.hosts), HostResults)
+
+
+def test_ctrl_c_during_a_fleet_step_lets_running_hosts_finish_and_starts_no_new_one():
+    import os
+    import signal
+    import threading
+    import time
+
+    env = load_environment("sandbox")
+    echoed: list[str] = []
+    gw = Gateway(env, parallel=2, echo=echoed.append)
+    started, finished = [], []
+
+    def step(host):
+        started.append(host.name)
+        time.sleep(0.6)
+        finished.append(host.name)
+
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        gw.map(step, list(env.hosts.values()))
+    assert len(started) == 2 and sorted(finished) == sorted(started)  # the third never began
+    assert any("finish the current step" in line for line in echoed)
