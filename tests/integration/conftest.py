@@ -1,51 +1,18 @@
 """Integration tests run against the sandbox fleet: real sshd, dockerd, registry, S3.
 
-The fleet is brought up once per session (idempotent: fast when already up).
+The fleet fixtures live in ``tests/support/fleet.py`` (shared with ``tests/faults``).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from ops import sandbox
-from ops.inventory import Environment, load_environment
-from ops.remote import Gateway
+from tests.support.fleet import ROOT, gw, host, inv, sandbox_env  # noqa: F401 - fixtures and helpers
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "gw", "host", "inv", "sandbox_env"]
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def sandbox_env() -> Environment:
-    env = load_environment("sandbox")
-    sandbox.up(env)
-    return env
-
-
-@pytest.fixture
-def gw(sandbox_env):
-    with Gateway(sandbox_env) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def host(sandbox_env):
-    return sandbox_env.hosts["web1"]
-
-
-def inv(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real CLI the way an operator does."""
-    proc = subprocess.run([str(Path(sys.executable).parent / "inv"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"inv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc

@@ -146,7 +146,7 @@ def test_logs_prints_the_last_lines(booted):
 
 def test_unknown_accessory_is_one_line_naming_the_known_ones(sandbox_env):
     proc = inv("accessory.boot", *HOST, "redis")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown accessory 'redis' in sandbox — accessories in sandbox.yml: postgres"
 
 

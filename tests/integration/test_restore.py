@@ -89,8 +89,9 @@ def drop(values: dict, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def one_line_error(proc) -> str:
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+def one_line_error(proc, code: int = 2) -> str:
+    """One line on stderr, no traceback; exit 2 for bad input or configuration, 1 for a failure."""
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
@@ -258,14 +259,14 @@ def test_without_a_terminal_and_without_yes_nothing_happens(round_trip, values):
 # ---------------------------------------------------------------- timestamps (CLI)
 
 
-@pytest.mark.parametrize("at, expected", [
-    ("2026-11-24T03:00:00", r"no UTC offset .* e\.g\. 2026-11-24T03:00:00Z"),
-    ("24/11/2026 03:00", r"not ISO 8601 with an offset .* e\.g\. 2026-11-24T03:00:00Z"),
-    ("2000-01-01T00:00:00Z", r"no db backup finished at or before 2000-01-01T00:00:00Z: oldest is db-\S+ .*newest is db-"),
-    ("2999-01-01T00:00:00Z", r"in the future \(now is "),
+@pytest.mark.parametrize("at, expected, code", [
+    ("2026-11-24T03:00:00", r"no UTC offset .* e\.g\. 2026-11-24T03:00:00Z", 2),
+    ("24/11/2026 03:00", r"not ISO 8601 with an offset .* e\.g\. 2026-11-24T03:00:00Z", 2),
+    ("2000-01-01T00:00:00Z", r"no db backup finished at or before 2000-01-01T00:00:00Z: oldest is db-\S+ .*newest is db-", 1),
+    ("2999-01-01T00:00:00Z", r"in the future \(now is ", 2),
 ])
-def test_naive_malformed_too_early_and_future_timestamps_are_one_clear_error(app, at, expected):
-    assert re.search(expected, one_line_error(inv("restore", "--host", "sandbox", "--at", at, "--yes")))
+def test_naive_malformed_too_early_and_future_timestamps_are_one_clear_error(app, at, expected, code):
+    assert re.search(expected, one_line_error(inv("restore", "--host", "sandbox", "--at", at, "--yes"), code))
 
 
 # ---------------------------------------------------------------- refusals and failures (library)

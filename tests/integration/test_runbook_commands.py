@@ -55,7 +55,7 @@ def test_hosts_trust_shows_fingerprints_and_keeps_trusted_keys(sandbox_env):
 
 def test_unknown_environment_is_one_line_listing_what_exists():
     proc = inv("doctor", "--host", "prdo")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: unknown environment 'prdo' in --host 'prdo' — known environments: "
                                    "prod, sandbox, staging (files in inventory/)")
 
