@@ -1,10 +1,14 @@
 """Load and validate the app's env file (``env_file`` in the inventory) before a deploy.
 
-The schema below lists the variables of the app (Next.js + Prisma + PostgreSQL +
-Socket.io) with one rule each. Validation collects every problem before failing; each
-problem is one line naming the variable, the rule it breaks and the fix. The value of a
-secret variable never appears in any message (nor does any part of ``DATABASE_URL``
-other than its scheme: a malformed URL can put the password anywhere).
+Which variables the file holds is the app's schema (``EnvSchema``), chosen by the
+inventory's ``env_schema:`` key: the name of a built-in profile or a YAML file the app
+declares (see ``read_schema_file`` and README "The app's env schema"). The built-in
+profile ``nextjs-prisma`` (the default) is ``SCHEMA`` below: the variables of the
+Next.js + Prisma + PostgreSQL + Socket.io app, with one rule each. Validation collects
+every problem before failing; each problem is one line naming the variable, the rule it
+breaks and the fix. The value of a secret variable never appears in any message (nor
+does any part of a ``postgres-url`` variable such as ``DATABASE_URL`` other than its
+scheme: a malformed URL can put the password anywhere).
 
 File syntax is python-dotenv's (``dotenv_values``), with these decisions:
 
@@ -38,10 +42,12 @@ import shlex
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
+import yaml
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 from dotenv.variables import Literal, parse_variables
@@ -66,6 +72,9 @@ class Var:
     secret: bool                    # never shown in messages; masked in all output
     description: str
     example: str                    # for render_example(); a <placeholder> for secrets
+    # The rule's name in schema files; "postgres-url": no part of the value is ever shown
+    # and its password is masked like a secret.
+    rule_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,18 +194,31 @@ def _one_of(*choices: str) -> Rule:
     return check
 
 
-def _web_url(example: str) -> Rule:
-    """An http(s) URL with a host; https in production."""
+def _url(example: str, *, schemes: tuple[str, ...] = ("http", "https"), https: str = "production",
+         hidden: bool = False) -> Rule:
+    """A URL with a host and one of ``schemes``; ``https``: "production" (https there),
+    "always" or "never" (when http and https are both allowed). ``hidden``: no part of
+    the value in any message (a secret URL)."""
+    kind = "an http(s)" if set(schemes) == {"http", "https"} else "a " + " or ".join(f"{s}://" for s in schemes)
+
     def check(value: str, production: bool) -> Failure:
+        got = "" if hidden else f" (got {_show(value)})"
         parts = _split(value)
-        if _has_space(value) or parts is None or parts.scheme not in ("http", "https") \
+        if _has_space(value) or parts is None or parts.scheme not in schemes \
                 or not parts.hostname or not _is_hostname(parts.hostname):
-            return f"must be an http(s) URL with a host (got {_show(value)})", f"write e.g. {example}"
-        if production and parts.scheme != "https":
-            return (f"must use https in production (got {_show(value)})",
-                    f"write https://{parts.netloc}{parts.path}; TLS ends at the proxy")
+            return f"must be {kind} URL with a host{got}", f"write e.g. {example}"
+        if parts.scheme == "http" and "https" in schemes and (https == "always" or https == "production"
+                                                              and production):
+            where = " in production" if https == "production" else ""
+            fix = "write it with https://" if hidden else f"write https://{parts.netloc}{parts.path}"
+            return f"must use https{where}{got}", f"{fix}; TLS ends at the proxy"
         return None
     return check
+
+
+def _web_url(example: str) -> Rule:
+    """An http(s) URL with a host; https in production."""
+    return _url(example)
 
 
 def _min_length(length: int, fix: str) -> Rule:
@@ -293,7 +315,7 @@ SCHEMA: tuple[Var, ...] = (
     Var("DATABASE_URL", _postgres_url, True, False,
         "PostgreSQL connection string for Prisma: postgresql://USER:PASSWORD@HOST:PORT/DBNAME. "
         "Percent-encode special characters in the password.",
-        "postgresql://app:<db-password>@<db-host>:5432/app"),
+        "postgresql://app:<db-password>@<db-host>:5432/app", rule_name="postgres-url"),
     Var("PRISMA_QUERY_ENGINE_TYPE", _optional(_one_of("binary", "library")), False, False,
         "Prisma query engine: binary (separate process) or library (Node-API, Prisma's default).",
         "binary"),
@@ -376,6 +398,355 @@ _PLACEHOLDER_TEXT = ("your-domain.com", "your-email@", "app-password", "password
 def is_placeholder(value: str) -> bool:
     lowered = value.lower()
     return bool(_PLACEHOLDER_RE.search(value)) or any(text in lowered for text in _PLACEHOLDER_TEXT)
+
+
+# ---------------------------------------------------------------- schemas
+
+
+@dataclass(frozen=True)
+class EnvSchema:
+    """Which variables an app's env file holds: a built-in profile or a file the app declares."""
+
+    name: str                                     # the profile's name, or the schema file as shown
+    vars: tuple[Var, ...]                         # declared, in order
+    sections: tuple[tuple[str, tuple[str, ...]], ...] = ()   # for render_example(); () = one list
+    # Where a missing variable is explained, as shown in "add NAME=... (<reference>)".
+    reference: str = f"see {EXAMPLE_REL}"
+    # Variables this tool itself reads, checked when set although the schema does not
+    # declare them (a schema file need not know that nginx's body limit comes from MAX_FILE_SIZE).
+    tool_vars: tuple[Var, ...] = ()
+    by_name: dict[str, Var] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {var.name: var for var in self.vars + self.tool_vars})
+
+
+DEFAULT_PROFILE = "nextjs-prisma"
+PROFILES: dict[str, EnvSchema] = {
+    DEFAULT_PROFILE: EnvSchema(DEFAULT_PROFILE, SCHEMA, SECTIONS),
+}
+
+# Read by the tool itself (nginx body limit, uploads volume, Postgres accessory, migration
+# report, backups): checked with the built-in rules when set, unless a schema file declares them.
+TOOL_VARIABLES = ("DATABASE_URL", "FILE_UPLOAD_DIR", "MAX_FILE_SIZE", "POSTGRES_USER", "POSTGRES_PASSWORD",
+                  "POSTGRES_DB")
+
+SCHEMA_FILE_SUFFIXES = (".yml", ".yaml")
+RULE_NAMES = ("string", "url", "postgres-url", "integer", "port", "email", "hostname", "absolute-path", "one-of",
+              "sentry-dsn", "datadog-api-key")
+# Settings that only mean something with one rule.
+_RULE_OPTIONS = {"choices": "one-of", "min": "integer", "max": "integer", "schemes": "url", "https": "url"}
+_VAR_KEYS = ("required", "secret", "rule", "choices", "min", "max", "schemes", "https", "min_length", "empty",
+             "description", "example")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*\Z")
+
+
+class EnvSchemaError(ConfigError):
+    """A schema file is wrong; ``problems`` holds one line each: file, key path, problem, fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def is_schema_file(spec: str) -> bool:
+    """True when an ``env_schema`` value names a file rather than a built-in profile."""
+    return spec.endswith(SCHEMA_FILE_SUFFIXES)
+
+
+def load_schema(spec: str | None = None, *, root: Path = PROJECT_ROOT, checkout: Path | None = None) -> EnvSchema:
+    """The schema ``spec`` names: a built-in profile (default ``nextjs-prisma``) or a ``.yml`` file.
+
+    A relative file path is looked up like every path of the inventory, from ``root``
+    (the repository root), then in ``checkout`` (the app's git checkout, ``build.source``).
+    """
+    spec = spec or DEFAULT_PROFILE
+    if not is_schema_file(spec):
+        if spec in PROFILES:
+            return PROFILES[spec]
+        raise ConfigError(f"env_schema {spec!r} is not a built-in profile",
+                          hint=f"use one of: {', '.join(PROFILES)}, or a path to a .yml schema file")
+    path = Path(spec).expanduser()
+    candidates = [path] if path.is_absolute() else [root / path] + ([Path(checkout) / path] if checkout else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            return read_schema_file(candidate)
+    raise ConfigError(f"env_schema {spec}: no such file (looked for {' and '.join(_rel(c) for c in candidates)})",
+                      hint="fix the path (relative to the repository root or the app's checkout, build.source), "
+                           f"or use a built-in profile: {', '.join(PROFILES)}")
+
+
+def schema_for(env: Any) -> EnvSchema:
+    """The schema of an ``Environment`` (``env_schema`` in its inventory)."""
+    return load_schema(getattr(env, "env_schema", None), root=Path(env.path).parent.parent,
+                       checkout=env.build.source)
+
+
+def _hiding(rule: Rule) -> Rule:
+    """``rule`` for a secret: a message never shows the value (built-in rules quote it as ``(got '...')``)."""
+    def check(value: str, production: bool) -> Failure:
+        failure = rule(value, production)
+        if failure is None:
+            return None
+        shown = _show(value)
+        text, fix = (part.replace(f" (got {shown})", "").replace(shown, "the value") for part in failure)
+        return text, fix
+    return check
+
+
+def _integer(lo: int | None, hi: int | None) -> Rule:
+    def check(value: str, production: bool) -> Failure:
+        bounds = (f" {lo}-{hi}" if lo is not None and hi is not None else f" >= {lo}" if lo is not None
+                  else f" <= {hi}" if hi is not None else "")
+        if not re.fullmatch(r"-?[0-9]+", value) or (lo is not None and int(value) < lo) \
+                or (hi is not None and int(value) > hi):
+            return f"must be an integer{bounds} (got {_show(value)})", "write digits only, without units"
+        return None
+    return check
+
+
+def _choice(choices: tuple[str, ...]) -> Rule:
+    def check(value: str, production: bool) -> Failure:
+        if value in choices:
+            return None
+        fix = f"write {choices[0]}" if len(choices) == 1 else "write one of them (case-sensitive)"
+        return f"must be one of {', '.join(choices)} (got {_show(value)})", fix
+    return check
+
+
+def _email(value: str, production: bool) -> Failure:
+    local, at, domain = value.rpartition("@")
+    if at and local and not _has_space(value) and "." in domain and _is_hostname(domain):
+        return None
+    return f"must be an email address (got {_show(value)})", "write e.g. ops@example.org"
+
+
+def _with_min_length(rule: Rule, length: int, secret: bool) -> Rule:
+    fix = (f"generate one with: openssl rand -hex {max(16, (length + 1) // 2)}" if secret
+           else f"write at least {length} characters")
+
+    def check(value: str, production: bool) -> Failure:
+        failure = rule(value, production)
+        if failure or len(value) >= length:
+            return failure
+        return f"must be at least {length} characters (got {len(value)})", fix
+    return check
+
+
+def _not_empty_then(rule: Rule) -> Rule:
+    def check(value: str, production: bool) -> Failure:
+        return _not_empty(value, production) or rule(value, production)
+    return check
+
+
+def _pass(value: str, production: bool) -> Failure:
+    return None
+
+
+class _SchemaReader:
+    """Builds an ``EnvSchema`` from a parsed schema file, collecting every problem."""
+
+    def __init__(self, shown: str):
+        self.shown = shown
+        self.problems: list[str] = []
+
+    def problem(self, key: str, msg: str, fix: str) -> None:
+        self.problems.append(f"{self.shown}: {key}: {msg} — {fix}")
+
+    def duplicates(self, node: yaml.Node | None, prefix: str = "") -> None:
+        """Keys written twice in one mapping: YAML silently keeps the last, so a declaration would vanish."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                where = f"{prefix}.{key}" if prefix else key
+                if key in seen:
+                    self.problem(where, f"written twice (again on line {key_node.start_mark.line + 1})",
+                                 "keep one: YAML would silently keep only the last")
+                seen.add(key)
+                self.duplicates(value_node, where)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.duplicates(item, f"{prefix}[{i}]")
+
+    def schema(self, raw: Any) -> EnvSchema:
+        declared = None
+        if not isinstance(raw, dict):
+            got = "nothing (the file is empty)" if raw is None else type(raw).__name__
+            self.problem("(top level)", f"must be a mapping with 'variables:', got {got}",
+                         "start the file with 'variables:' followed by the app's variable names, indented")
+        elif "variables" not in raw:
+            self.problem("variables", "missing", "declare the app's variables under 'variables:'")
+        elif not isinstance(raw["variables"], dict) or not raw["variables"]:
+            self.problem("variables", f"must be a non-empty mapping of NAME -> settings, got {raw['variables']!r}",
+                         "write e.g. 'variables: {DATABASE_URL: {required: true, rule: postgres-url}}'")
+        else:
+            declared = raw["variables"]
+        for key in raw if isinstance(raw, dict) else ():
+            if key != "variables":
+                self.problem(str(key), "unknown key", "remove it; the only top-level key is 'variables'")
+        variables = [var for name, spec in (declared.items() if isinstance(declared, dict) else ())
+                     if (var := self.variable(name, spec)) is not None]
+        names = {var.name for var in variables}
+        tool_vars = tuple(_optional_copy(VARS[name]) for name in TOOL_VARIABLES if name not in names)
+        return EnvSchema(self.shown, tuple(variables), (), f"declared in {self.shown}", tool_vars)
+
+    def flag(self, spec: dict, key: str, where: str) -> bool:
+        value = spec.get(key, False)
+        if not isinstance(value, bool):
+            self.problem(f"{where}.{key}", f"must be true or false, got {value!r}", "write true or false")
+            return False
+        return value
+
+    def integer(self, spec: dict, key: str, where: str, *, lo: int | None = None) -> int | None:
+        value = spec.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or (lo is not None and value < lo):
+            floor = f" >= {lo}" if lo is not None else ""
+            self.problem(f"{where}.{key}", f"must be an integer{floor}, got {value!r}", f"write e.g. {key}: {lo or 1}")
+            return None
+        return value
+
+    def text(self, spec: dict, key: str, where: str) -> str:
+        value = spec.get(key)
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.problem(f"{where}.{key}", f"must be text, got {type(value).__name__}", "write it on one line")
+            return ""
+        return str(value)
+
+    def variable(self, name: Any, spec: Any) -> Var | None:
+        where = f"variables.{name}"
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            self.problem(where, f"{name!r} is not a variable name",
+                         "use letters, digits and '_', not starting with a digit (e.g. DATABASE_URL)")
+            return None
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            self.problem(where, f"must be a mapping of settings, got {spec!r}",
+                         "write e.g. '{required: true, rule: url}', or nothing for an optional string")
+            return None
+        for key in spec:
+            if key not in _VAR_KEYS:
+                self.problem(f"{where}.{key}", "unknown setting", f"remove it or use one of: {', '.join(_VAR_KEYS)}")
+        required = self.flag(spec, "required", where)
+        secret = self.flag(spec, "secret", where)
+        rule_name = spec.get("rule", "string")
+        if rule_name not in RULE_NAMES:
+            self.problem(f"{where}.rule", f"unknown rule {rule_name!r}", f"use one of: {', '.join(RULE_NAMES)}")
+            rule_name = "string"
+        for key, owner in _RULE_OPTIONS.items():
+            if key in spec and rule_name != owner:
+                self.problem(f"{where}.{key}", f"only applies to rule {owner}", f"remove it, or set rule: {owner}")
+        rule = self.rule(rule_name, spec, where, secret)
+        min_length = self.integer(spec, "min_length", where, lo=1)
+        if min_length:
+            rule = _with_min_length(rule, min_length, secret)
+        empty = spec.get("empty", "unset")
+        if empty not in ("unset", "error"):
+            self.problem(f"{where}.empty", f"must be unset or error, got {empty!r}",
+                         "write 'unset' (an empty value counts as not set) or 'error'")
+            empty = "unset"
+        if "empty" in spec and required:
+            self.problem(f"{where}.empty", "only applies to optional variables",
+                         "remove it: an empty required variable is always an error")
+        if not required:
+            rule = _not_empty_then(rule) if empty == "error" else _optional(rule)
+        if secret or rule_name == "postgres-url":
+            rule = _hiding(rule)
+        example = self.text(spec, "example", where) or ("<" + name.lower().replace("_", "-") + ">" if secret
+                                                         else _EXAMPLES.get(rule_name, "..."))
+        return Var(name, rule, required, secret, self.text(spec, "description", where), example,
+                   rule_name=rule_name)
+
+    def rule(self, rule_name: str, spec: dict, where: str, secret: bool) -> Rule:
+        if rule_name == "one-of":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices or not all(
+                    isinstance(c, str | int) and not isinstance(c, bool) for c in choices):
+                self.problem(f"{where}.choices", f"rule one-of needs a non-empty list of values, got {choices!r}",
+                             "write e.g. 'choices: [debug, info, warn, error]'")
+                return _pass
+            return _choice(tuple(str(c) for c in choices))
+        if rule_name == "integer":
+            lo, hi = self.integer(spec, "min", where), self.integer(spec, "max", where)
+            if lo is not None and hi is not None and lo > hi:
+                self.problem(f"{where}.min", f"{lo} is above max {hi}", "swap them")
+            return _integer(lo, hi)
+        if rule_name == "url":
+            schemes = spec.get("schemes", ["http", "https"])
+            if not isinstance(schemes, list) or not schemes or not all(
+                    isinstance(s, str) and _SCHEME_RE.match(s) for s in schemes):
+                self.problem(f"{where}.schemes", f"must be a list of lowercase URL schemes, got {schemes!r}",
+                             "write e.g. 'schemes: [redis, rediss]' (default: [http, https])")
+                schemes = ["http", "https"]
+            https = spec.get("https", "production")
+            if https not in ("production", "always", "never"):
+                self.problem(f"{where}.https", f"must be production, always or never, got {https!r}",
+                             "write 'production' (https required when production: true), 'always' or 'never'")
+                https = "production"
+            example = "https://app.example.org" if "https" in schemes else f"{schemes[0]}://host.example.org"
+            return _url(example, schemes=tuple(schemes), https=https, hidden=secret)
+        return _NAMED_RULES[rule_name]
+
+
+_NAMED_RULES: dict[str, Rule] = {
+    "string": _pass, "postgres-url": _postgres_url, "port": _port, "email": _email, "hostname": _hostname,
+    "absolute-path": _absolute_path, "sentry-dsn": _sentry_dsn, "datadog-api-key": _datadog_key,
+}
+_EXAMPLES = {"url": "https://app.example.org", "postgres-url": "postgresql://app:<db-password>@<db-host>:5432/app",
+             "integer": "1", "port": "8080", "email": "ops@example.org", "hostname": "host.example.org",
+             "absolute-path": "/var/app/data", "sentry-dsn": "https://<key>@<host>/<project-id>",
+             "datadog-api-key": "<datadog-api-key>"}
+
+
+def _optional_copy(var: Var) -> Var:
+    """``var`` as an optional variable: checked only when set (an empty value counts as unset)."""
+    return var if not var.required else replace(var, required=False, rule=_optional(var.rule))
+
+
+def read_schema_file(path: Path) -> EnvSchema:
+    """Read an app's env schema file; raise ``EnvSchemaError`` listing every problem at once.
+
+    The format (README "The app's env schema")::
+
+        variables:
+          DATABASE_URL: {required: true, rule: postgres-url}
+          NEXTAUTH_SECRET: {required: true, secret: true, min_length: 32}
+          LOG_LEVEL: {rule: one-of, choices: [debug, info, warn, error]}
+
+    Per variable: ``required`` and ``secret`` (default false), ``rule`` (one of
+    ``RULE_NAMES``; default ``string``: any value) with its settings (``choices`` for
+    one-of; ``min``/``max`` for integer; ``schemes`` and ``https`` for url),
+    ``min_length``, ``empty`` (optional variables: ``unset``, the default, or
+    ``error``), ``description`` and ``example``.
+    """
+    path = Path(path)
+    shown = _rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"env schema {shown} not found", hint="fix env_schema in the inventory") from None
+    except UnicodeDecodeError:
+        raise EnvSchemaError([f"{shown}: (file): not UTF-8 — save the file as UTF-8"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise EnvSchemaError([f"{shown}: {where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+                              " — fix the syntax"]) from None
+    reader = _SchemaReader(shown)
+    reader.duplicates(node)
+    schema = reader.schema(raw)
+    if reader.problems:
+        raise EnvSchemaError(reader.problems)
+    return schema
 
 
 # ---------------------------------------------------------------- loading
@@ -499,34 +870,40 @@ def _distance(a: str, b: str) -> int:
     return d[len(a)][len(b)]
 
 
-def _typo_of(name: str) -> str | None:
+def _typo_of(name: str, schema: EnvSchema) -> str | None:
     """The known variable ``name`` is probably a misspelling of, if any."""
-    if name.upper() in VARS:
+    if name.upper() in schema.by_name:
         return name.upper()
-    best = min(SCHEMA, key=lambda var: _distance(name.upper(), var.name))
-    return best.name if 1 <= _distance(name.upper(), best.name) <= 2 else None
+    best = min(schema.by_name, key=lambda known: _distance(name.upper(), known))
+    return best if 1 <= _distance(name.upper(), best) <= 2 else None
 
 
-def validate(values: dict[str, str], *, production: bool) -> list[Problem]:
-    """Every problem of ``values`` against ``SCHEMA``: errors, then warnings, in schema order.
+def _never_shown(var: Var) -> bool:
+    return var.secret or var.rule_name == "postgres-url" or var.name in _NEVER_SHOWN
+
+
+def validate(values: dict[str, str], *, production: bool, schema: EnvSchema | None = None) -> list[Problem]:
+    """Every problem of ``values`` against ``schema`` (default: the built-in profile):
+    errors, then warnings, in schema order.
 
     ``production`` requires https URLs and turns example placeholders from warnings
     into errors. Unknown variables are allowed; one that looks like a typo of a known
     one is a warning.
     """
+    schema = schema or PROFILES[DEFAULT_PROFILE]
     problems: list[Problem] = []
-    for var in SCHEMA:
+    for var in schema.vars + schema.tool_vars:
         value = values.get(var.name)
         if value is None:
             if var.required:
                 problems.append(Problem(var.name, "is required but not set",
-                                        f"add {var.name}=... (see {EXAMPLE_REL})"))
+                                        f"add {var.name}=... ({schema.reference})"))
             continue
         if var.required and not value.strip():
-            problems.append(Problem(var.name, "is empty", f"give it a value (see {EXAMPLE_REL})"))
+            problems.append(Problem(var.name, "is empty", f"give it a value ({schema.reference})"))
             continue
         if is_placeholder(value):
-            hidden = var.secret or var.name in _NEVER_SHOWN
+            hidden = _never_shown(var)
             copied = "is still the example placeholder" + ("" if hidden else f" {_show(value)}")
             if production:
                 problems.append(Problem(var.name, copied, "replace it with the real value"))
@@ -540,29 +917,30 @@ def validate(values: dict[str, str], *, production: bool) -> list[Problem]:
             problems.append(Problem(var.name, f"must be at least {MIN_SECRET_LENGTH} characters (got {len(value)})",
                                     "shorter secrets cannot be masked in output; use a longer one"))
     for name in values:
-        if name in VARS:
+        if name in schema.by_name:
             continue
-        known = _typo_of(name)
+        known = _typo_of(name, schema)
         if known:
             problems.append(Problem(name, f"is not a known variable; looks like a misspelling of {known}",
                                     f"rename it to {known} (names are case-sensitive), "
                                     "or ignore this if the app reads it", severity="warning"))
     # Belt and braces: no rule shows a secret, but nothing that was given one may leak.
-    mask = Masker(secret_values(values))
+    mask = Masker(secret_values(values, schema))
     problems = [replace(p, rule=mask(p.rule), fix=mask(p.fix)) for p in problems]
     return [p for p in problems if p.is_error] + [p for p in problems if not p.is_error]
 
 
-def check_env_file(path: Path, *, production: bool,
-                   warn: Callable[[str], None] | None = None) -> dict[str, str]:
-    """Load and validate ``path``; return its values or raise ``EnvFileError`` (a ``ConfigError``).
+def check_env_file(path: Path, *, production: bool, warn: Callable[[str], None] | None = None,
+                   schema: EnvSchema | None = None) -> dict[str, str]:
+    """Load and validate ``path`` against ``schema`` (default: the built-in profile); return
+    its values or raise ``EnvFileError`` (a ``ConfigError``).
 
     The error's message has a count line, then one line per problem (warnings too).
     Without errors, each warning is passed to ``warn`` (default: printed to stderr).
     """
     path = Path(path)
     values = load_env_file(path)
-    problems = validate(values, production=production)
+    problems = validate(values, production=production, schema=schema)
     if any(p.is_error for p in problems):
         raise EnvFileError(path, problems, production=production)
     for p in problems:
@@ -573,43 +951,57 @@ def check_env_file(path: Path, *, production: bool,
     return values
 
 
-def secret_values(values: dict[str, str]) -> list[str]:
-    """Values to register with ``Masker``: every secret variable's, and DATABASE_URL's password
+def secret_values(values: dict[str, str], schema: EnvSchema | None = None) -> list[str]:
+    """Values to register with ``Masker``: every secret variable's of ``schema`` (default: the
+    built-in profile), and the password of DATABASE_URL and of every postgres-url variable
     (as written and percent-decoded)."""
-    found = [values[var.name] for var in SCHEMA if var.secret and values.get(var.name)]
-    try:
-        password = urlsplit(values.get("DATABASE_URL") or "").password
-    except ValueError:
-        password = None
-    if password:
-        found += [password, unquote(password)]
+    schema = schema or PROFILES[DEFAULT_PROFILE]
+    checked = schema.vars + schema.tool_vars
+    found = [values[var.name] for var in checked if var.secret and values.get(var.name)]
+    urls = ["DATABASE_URL"] + [var.name for var in checked if var.rule_name == "postgres-url"]
+    for name in dict.fromkeys(urls):
+        try:
+            password = urlsplit(values.get(name) or "").password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, unquote(password)]
     return list(dict.fromkeys(found))
 
 
 # ---------------------------------------------------------------- example
 
 
-def render_example() -> str:
-    """The text of ``examples/env.production.example``: every variable of ``SCHEMA``,
-    described, with its example; optional ones commented out."""
+def render_example(schema: EnvSchema | None = None) -> str:
+    """An example env file for ``schema`` (default: the built-in profile, whose rendering is
+    ``examples/env.production.example``): every declared variable, described, with its
+    example; optional ones commented out."""
+    schema = schema or PROFILES[DEFAULT_PROFILE]
     lines = [
         "# The app's environment: copy to the inventory's env_file (e.g. .env.production),",
         "# chmod 600 it and replace every <placeholder>. Never commit the copy.",
         "#",
-        "# Generated from ops/appenv.py (SCHEMA) by render_example(); do not edit by hand. Regenerate:",
-        "#   .venv/bin/python -c 'from ops.appenv import render_example; print(render_example(), end=\"\")' \\",
-        f"#     > {EXAMPLE_REL}",
+    ]
+    if schema is PROFILES[DEFAULT_PROFILE]:
+        lines += [
+            "# Generated from ops/appenv.py (SCHEMA) by render_example(); do not edit by hand. Regenerate:",
+            "#   .venv/bin/python -c 'from ops.appenv import render_example; print(render_example(), end=\"\")' \\",
+            f"#     > {EXAMPLE_REL}",
+        ]
+    else:
+        lines.append(f"# Generated from the env schema {schema.name} by ops.appenv.render_example().")
+    lines += [
         "#",
         "# Syntax: python-dotenv. ' #' starts a comment in an unquoted value; ${NAME} uses a",
         "# variable set above; '...' keeps a value literal. Optional variables are commented out.",
     ]
-    for title, names in SECTIONS:
+    for title, names in schema.sections or (("Variables", tuple(var.name for var in schema.vars)),):
         lines += ["", f"# ---- {title} ----"]
         for name in names:
-            var = VARS[name]
+            var = schema.by_name[name]
             tags = ("required" if var.required else "optional") + (", secret" if var.secret else "")
             lines.append("")
-            lines += textwrap.wrap(f"{name} ({tags}): {var.description}", width=88,
+            lines += textwrap.wrap(f"{name} ({tags})" + (f": {var.description}" if var.description else ""), width=88,
                                    initial_indent="# ", subsequent_indent="#   ")
             lines.append(f"{'' if var.required else '# '}{name}={var.example}")
     return "\n".join(lines) + "\n"

@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ops.appenv import PROFILES, is_schema_file
 from ops.errors import ConfigError, InventoryError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -110,12 +112,18 @@ class DoctorSettings:
     max_clock_skew: float = 2.0
 
 
+APP_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     # The app's git checkout (build context); the image tag is its commit SHA.
     source: Path | None = None
     dockerfile: str = "Dockerfile"
     args: dict[str, str] = field(default_factory=dict)
+    # The operator's CA bundle (PEM) for builds behind a TLS-intercepting proxy: copied
+    # into the context for one build and passed as --build-arg OPS_CA_BUNDLE=<its name>.
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,15 @@ class MigrateSettings:
     # Run once per deploy in a one-off container of the new image with the new env.
     command: str = "npx prisma migrate deploy"
     timeout: float = 600.0
+    # False (``migrate: false`` in the inventory): the deploy has no migrate step.
+    enabled: bool = True
+
+    @property
+    def program(self) -> str:
+        """The program the command starts (its first word after NAME=value assignments): checked
+        to be in the image before a deploy pulls it everywhere."""
+        words = shlex.split(self.command) if self.enabled else []
+        return next((w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)), "")
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,9 @@ class Environment:
     sandbox: SandboxSettings | None = None
     # Production rules for the app's env file (https URLs, no example placeholders).
     production: bool = True
+    # The app's env schema: a built-in profile name (ops.appenv.PROFILES) or a .yml file
+    # (relative: to the repository root, else in build.source); read by ops.appenv.schema_for.
+    env_schema: str = "nextjs-prisma"
     build: BuildSettings = BuildSettings()
     migrate: MigrateSettings = MigrateSettings()
     proxy: ProxySettings = ProxySettings()
@@ -259,7 +279,7 @@ class _Validator:
 
     TOP_KEYS = {"app", "production", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
                 "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories",
-                "hooks_dir", "backup", "ops_env_file"}
+                "hooks_dir", "backup", "ops_env_file", "env_schema"}
 
     def __init__(self, name: str, path: Path, root: Path):
         self.name = name
@@ -346,6 +366,7 @@ class _Validator:
         env = Environment(
             name=self.name, path=self.path, app=app or "", image=image or "",
             production=self.boolean(raw, "production", "production", True),
+            env_schema=self.env_schema(raw),
             registry=self.registry(raw), ssh=ssh, hosts=self.hosts(raw, ssh.user),
             env_file=self.path_value(raw, "env_file", "env_file"),
             app_dir=self.string(raw, "app_dir", "app_dir", f"/srv/{app or 'app'}"),
@@ -359,6 +380,11 @@ class _Validator:
                                   or self.root / "inventory" / "hooks")
         if env.app_dir and not env.app_dir.startswith("/"):
             self.problem("app_dir", f"{env.app_dir!r} is not absolute", "use an absolute path like /srv/app")
+        elif env.app_dir and (not APP_DIR_RE.match(env.app_dir) or "/../" in f"{env.app_dir}/"):
+            # NOTE: every command quotes it anyway; a path with shell syntax or '..' in an
+            # inventory is a mistake or an attack, and a deploy must not run beside the real one.
+            self.problem("app_dir", f"{env.app_dir!r} holds characters other than letters, digits, '.', '_', '-', '/' "
+                         "(or a '..')", "use a plain absolute path like /srv/app")
         if env.sandbox:
             for host in env.sandbox.publish:
                 if host not in env.hosts:
@@ -475,15 +501,25 @@ class _Validator:
                           sse=sse)
 
     def build(self, raw: dict) -> BuildSettings:
-        sec = self.section(raw, "build", {"source", "dockerfile", "args"})
+        sec = self.section(raw, "build", {"source", "dockerfile", "args", "ca_bundle"})
         args = sec.get("args") or {}
         if not isinstance(args, dict) or not all(isinstance(k, str) and isinstance(v, (str, int))
                                                  for k, v in args.items()):
             self.problem("build.args", f"must map names to strings, got {args!r}", "write e.g. '{NODE_ENV: production}'")
             args = {}
+        if "OPS_CA_BUNDLE" in args:
+            self.problem("build.args.OPS_CA_BUNDLE", "is set by the deploy itself",
+                         "remove it and set build.ca_bundle to the CA file instead")
+            args = {k: v for k, v in args.items() if k != "OPS_CA_BUNDLE"}
+        ca_bundle = self.path_value(sec, "ca_bundle", "build.ca_bundle")
+        if ca_bundle is not None and not ca_bundle.is_file():
+            what = "is not a file" if ca_bundle.exists() else "does not exist"
+            self.problem("build.ca_bundle", f"{ca_bundle} {what}",
+                         "point it at a PEM file of CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt) or remove it")
+            ca_bundle = None
         return BuildSettings(source=self.path_value(sec, "source", "build.source"),
                              dockerfile=self.string(sec, "dockerfile", "build.dockerfile", "Dockerfile"),
-                             args={k: str(v) for k, v in args.items()})
+                             args={k: str(v) for k, v in args.items()}, ca_bundle=ca_bundle)
 
     def backup(self, raw: dict) -> BackupSettings:
         sec = self.section(raw, "backup", {"keep_last", "daily", "weekly", "monthly", "max_age_hours",
@@ -500,10 +536,36 @@ class _Validator:
             encryption_key_var=var)
 
     def migrate(self, raw: dict) -> MigrateSettings:
+        if raw.get("migrate") is False:
+            return MigrateSettings(enabled=False)
+        if raw.get("migrate") is True:
+            self.problem("migrate", "true is not a setting",
+                         "remove the line (migration is on by default) or write 'migrate: false' to turn it off")
+            return MigrateSettings()
         sec = self.section(raw, "migrate", {"command", "timeout"})
+        command = self.string(sec, "command", "migrate.command", "npx prisma migrate deploy")
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            self.problem("migrate.command", f"cannot be split into words ({exc})", "close every quote")
+            words = ["?"]
+        if command.strip().lower() in ("none", "off", "false", "no", "skip", "disabled"):
+            self.problem("migrate.command", f"{command!r} would run as a program",
+                         "to turn migration off write 'migrate: false' instead of a migrate: section")
+        elif not any(not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w) for w in words):
+            self.problem("migrate.command", f"{command!r} names no program", "write e.g. npx prisma migrate deploy")
         return MigrateSettings(
-            command=self.string(sec, "command", "migrate.command", "npx prisma migrate deploy"),
+            command=command,
             timeout=self.number(sec, "timeout", "migrate.timeout", 600.0, lo=1, hi=86400, integer=False))
+
+    def env_schema(self, raw: dict) -> str:
+        spec = self.string(raw, "env_schema", "env_schema", "nextjs-prisma",
+                           what="a built-in profile or a path to a .yml schema file")
+        if not is_schema_file(spec) and spec not in PROFILES:
+            self.problem("env_schema", f"{spec!r} is neither a built-in profile nor a .yml file",
+                         f"use one of: {', '.join(PROFILES)}, or a path to the app's schema file ending in .yml")
+            return "nextjs-prisma"
+        return spec
 
     def image_ref(self, sec: dict, where: str, default: str | None) -> ImageRef:
         image = self.string(sec, "image", f"{where}.image", default, required=default is None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import accessory, audit, s3
-from ops.appenv import load_env_file, secret_values
+from ops.appenv import load_env_file, schema_for, secret_values
 from ops.backup import manifest
 from ops.errors import ConfigError, OpsError
 from ops.inventory import Environment, Host
@@ -57,7 +57,8 @@ class BackupContext:
                 raise ConfigError(f"{self.env.path.name} sets no env_file: the database credentials are there",
                                   hint="set env_file: in the inventory")
             self._app_values = load_env_file(self.env.env_file)
-            self.masker.add(*secret_values(self._app_values), *accessory.secret_values(self._app_values))
+            self.masker.add(*secret_values(self._app_values, schema_for(self.env)),
+                            *accessory.secret_values(self._app_values))
         return self._app_values
 
     def passphrase(self) -> str | None:

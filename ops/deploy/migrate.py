@@ -3,6 +3,11 @@
 It runs before any traffic moves, with the new image and the new env, so a failed
 migration stops the deploy while every host still serves the old release. Prisma's
 ``_prisma_migrations`` table is read before and after, to report what was applied.
+
+Before that, once the first web host has pulled the new image (and before any other
+host pulls it), ``check_program`` makes sure the command's program is in the image:
+a wrong ``migrate.command`` fails in seconds with "set migrate.command", not after a
+pull on every host. ``migrate: false`` in the inventory turns the step off.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ops.commands import docker, render
 from ops.deploy.release import Release
-from ops.errors import CommandTimeout, HostError, HostUnreachable, OpsError, RemoteCommandFailed
+from ops.errors import CommandTimeout, ConfigError, HostError, HostUnreachable, OpsError, RemoteCommandFailed
 from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Host
 from ops.layout import Layout
@@ -19,6 +24,8 @@ from ops.postgres import DatabaseURL, applied_migrations, connect_via
 from ops.remote import Gateway
 
 ROLE_LABEL = ("ops.role", "migrate")
+CHECK_ROLE = "migrate-check"        # not ROLE_LABEL: a leftover check is no migration in progress
+CHECK_TIMEOUT = 120.0
 REMOVE_TIMEOUT = 120.0
 PS_TIMEOUT = 60.0
 
@@ -29,6 +36,10 @@ class MigrationFailed(HostError):
 
 class MigrationInProgress(HostError):
     """A migrate container of this app is already running on the host."""
+
+
+class MigrateCommandNotFound(ConfigError):
+    """The program ``migrate.command`` starts is not in the release image."""
 
 
 @dataclass
@@ -60,6 +71,51 @@ def migrate_argv(gw: Gateway, release: Release) -> tuple[str, ...]:
         # The migrate command is the operator's own config (inventory), run by a shell
         # inside the container, passed as one argument: nothing of it reaches ours.
         command=("sh", "-c", gw.env.migrate.command))
+
+
+def check_container(gw: Gateway, release: Release) -> str:
+    return f"{Layout(gw.env).migrate_container}-check-{release.id.lower()}"
+
+
+def program_check_argv(gw: Gateway, release: Release) -> tuple[str, ...]:
+    """``command -v PROGRAM`` in a throwaway container of the release image: exit 0 when found.
+
+    The program is an argument of the script (``$1``), never part of its text; no
+    network, no env file: only the image's PATH and WORKDIR matter, as for the migration.
+    """
+    return docker.run_argv(
+        check_container(gw, release), release.image, network="none", entrypoint="sh",
+        labels={"ops.app": gw.env.app, ROLE_LABEL[0]: CHECK_ROLE}, restart=None, detach=False, remove=True,
+        log_driver=None, command=("-c", 'command -v "$1"', "sh", gw.env.migrate.program))
+
+
+def check_program(gw: Gateway, host: Host, release: Release) -> str:
+    """Fail with ``MigrateCommandNotFound`` unless the migrate command's program is in the image.
+
+    Returns where the program is (``command -v``'s answer). Run on the first web host
+    once it has the image, before any other host pulls it: nothing serving has changed.
+    """
+    program, image = gw.env.migrate.program, release.image
+    res = gw.query(host, program_check_argv(gw, release), check=False, timeout=CHECK_TIMEOUT)
+    if res.ok:
+        return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else program
+    # ``command -v`` found nothing: 1 (bash, busybox) or 127 (dash). Docker itself exits
+    # 126/127 naming "sh" when the image has no shell (the migration runs with sh -c too).
+    if res.exit_code == 1 or (res.exit_code == 127 and '"sh"' not in res.stderr):
+        missing = program
+    elif res.exit_code in (126, 127):
+        missing = "sh"
+    else:
+        last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+        raise RemoteCommandFailed(f"exit {res.exit_code}: {res.command}: checking migrate.command in {image} failed"
+                                  + (f": {last}" if last else ""),
+                                  host=host.name, exit_code=res.exit_code, stderr=res.stderr)
+    where = gw.env.path.name
+    raise MigrateCommandNotFound(
+        f"set migrate.command ({missing} not found in {image}); nothing was changed and no other host pulled it",
+        host=host.name,
+        hint=f"migrate.command in {where} is {gw.env.migrate.command!r}: name a program the image has "
+             "(e.g. node scripts/migrate.js), or write 'migrate: false' if the app has no migrations")
 
 
 def running_migrations_argv(app: str) -> tuple[str, ...]:

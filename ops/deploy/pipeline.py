@@ -4,9 +4,11 @@ Deploy order, and what a failure at each step leaves behind:
 
 1. env file validated, every host preflighted     -> nothing touched anywhere
 2. environment lock taken on every host            -> released on every exit path
-3. image built + pushed (or --version), pulled on every web host -> nothing serving changed
+3. image built + pushed (or --version), pulled on the first web host, migrate.command's
+   program checked in it, then pulled on the others -> nothing serving changed
 4. release env file written on every web host (0600, per release)
 5. migrate command run once, new image, new env    -> failure: nothing switched
+   (skipped with ``migrate: false``)
 6. web hosts switched in batches                   -> failure: every touched host back
                                                       on its previous release
 7. history, audit (hosts + S3) recorded
@@ -18,16 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ops import audit, s3
-from ops.appenv import check_env_file, secret_values
+from ops.appenv import check_env_file, schema_for, secret_values
 from ops.commands import docker, shell
 from ops.commands.nginx import body_limit_for_upload
 from ops.deploy import image as images
-from ops.deploy.migrate import MigrationReport, run_migrations
+from ops.deploy.migrate import MigrationReport, check_program, run_migrations
 from ops.deploy.release import (
     Release,
     append_history,
     current_release,
     env_checksum,
+    no_change_reason,
     previous_good,
     read_history,
     release_id,
@@ -80,8 +83,9 @@ class AppEnv:
     def load(cls, env: Environment, masker: Masker) -> AppEnv:
         if env.env_file is None:
             raise ConfigError(f"no env_file in {env.path.name}", hint="set env_file to the app's .env file")
-        values = check_env_file(env.env_file, production=env.production)
-        masker.add(*secret_values(values))
+        schema = schema_for(env)
+        values = check_env_file(env.env_file, production=env.production, schema=schema)
+        masker.add(*secret_values(values, schema))
         return cls(docker_env_file(values), values)
 
     def app_settings(self) -> AppSettings:
@@ -190,14 +194,22 @@ class Deployment:
         results.raise_if_failed("reading release history")
         return results.ok
 
-    def _unchanged_since(self, plan: DeployPlan) -> dict[str, Release | None]:
-        """Under the lock: the fleet still serves what the plan was made against."""
+    def _unchanged_since(self, plan: DeployPlan, *, strict: bool = True) -> dict[str, Release | None]:
+        """Under the lock: what the fleet serves now, checked against what the plan saw.
+
+        A rollback's target depends on what serves (strict: refuse when it moved). A deploy
+        puts one version everywhere whatever served before: it goes on, saying what changed
+        (another deploy it queued behind with --lock-wait), and rolls back to what serves now.
+        """
         now = self._previous()
-        moved = [f"{name}: {_rid(plan.current.get(name))} -> {_rid(rel)}" for name, rel in now.items()
+        moved = [f"{name}: {_version(plan.current.get(name))} -> {_version(rel)}" for name, rel in now.items()
                  if _rid(rel) != _rid(plan.current.get(name))]
-        if moved:
+        if moved and strict:
             raise OpsError("the fleet changed since the plan was made (" + "; ".join(moved) + "); nothing was done",
                            hint="look at inv releases, then run the command again")
+        if moved:
+            self.say("the fleet changed while waiting for the lock (" + "; ".join(moved) + "); a failure now puts "
+                     "each host back on what it serves now")
         return now
 
     def _switch_all(self, release: Release, previous: dict[str, Release | None]) -> None:
@@ -263,8 +275,7 @@ class Deployment:
         plan.summary = f"deploy {tag} to {', '.join(h.name for h in self.web)} (now: {', '.join(olds)})"
         plan.lines = [(f"build {registry_ref} from {source.path} (commit {source.sha[:12]}) and push it"
                        if source else f"use the pushed image {registry_ref}"),
-                      f"pull {host_ref} on {', '.join(h.name for h in self.web)}",
-                      (f"migrate once on {self.web[0].name}: {env.migrate.command}"),
+                      *self._pull_and_migrate_lines(host_ref),
                       f"switch {batch} web host(s) at a time, health-gated ({env.health.path}); "
                       "any failure puts every switched host back"]
         if req.exclude:
@@ -272,6 +283,17 @@ class Deployment:
         for h in self.web:
             plan.steps[h.name] = [f"{_version(current.get(h.name))} -> {tag}"]
         return plan
+
+    def _pull_and_migrate_lines(self, image: str) -> list[str]:
+        first, migrate, where = self.web[0].name, self.env.migrate, self.env.path.name
+        if not migrate.enabled:
+            return [f"pull {image} on {', '.join(h.name for h in self.web)}",
+                    f"no migration: migrate is off ('migrate: false' in {where})"]
+        others = [h.name for h in self.web[1:]]
+        return [f"pull {image} on {first} and check it has {migrate.program!r} (migrate.command): "
+                "if not, stop before any other host pulls it"
+                + (f"; then pull it on {', '.join(others)}" if others else ""),
+                f"migrate once on {first}: {migrate.command}"]
 
     def deploy(self, plan: DeployPlan) -> DeployResult:
         env, req = self.env, self.req
@@ -287,7 +309,7 @@ class Deployment:
                           digest=digest, env_sha256=env_checksum(self.app_env.content))
         self._hook("pre-deploy", release)
         with self._operation("deploy", plan.tag, f"release {release.id}") as op:
-            previous = self._unchanged_since(plan)
+            previous = self._unchanged_since(plan, strict=False)
             result = self._deploy_locked(release, self.app_env.database, previous)
             op.outcome = f"release {release.id}"
         self.warnings += op.warnings
@@ -298,6 +320,15 @@ class Deployment:
     def _deploy_locked(self, release: Release, database: DatabaseURL,
                        previous: dict[str, Release | None]) -> DeployResult:
         gw = self.gw
+        migrate = self.env.migrate
+        first = self.web[0]
+        if migrate.enabled:
+            # NOTE: the first web host pulls alone and checks that the migrate command's program
+            # is in the image: a wrong migrate.command fails before any other host pulls it.
+            self.say(f"pulling {release.image} on {first.name} and checking it has {migrate.program!r} "
+                     "(migrate.command)")
+            gw.map(lambda h: images.pull(gw, h, release.image), [first]).raise_if_failed(f"pull {release.image}")
+            self.say(f"  {first.name}: {migrate.program} is {check_program(gw, first, release)}")
         proxy_image = service_ref(self.env, self.env.proxy.image)
         self.say(f"pulling {release.image} and {proxy_image} on {', '.join(h.name for h in self.web)}")
 
@@ -311,13 +342,16 @@ class Deployment:
 
         gw.map(lambda h: _upload_env(gw, h, release, self.app_env.content), self.web).raise_if_failed("env upload")
 
-        first = self.web[0]
-        self.say(f"migrating on {first.name}: {self.env.migrate.command}")
-        ensure_network(gw, first)
-        migrations = run_migrations(gw, first, release, database)
-        for name in migrations.applied:
-            self.say(f"  applied {name}")
-        release.migration_head = max(migrations.after, default="")
+        if migrate.enabled:
+            self.say(f"migrating on {first.name}: {migrate.command}")
+            ensure_network(gw, first)
+            migrations = run_migrations(gw, first, release, database)
+            for name in migrations.applied:
+                self.say(f"  applied {name}")
+            release.migration_head = max(migrations.after, default="")
+        else:
+            migrations = MigrationReport()
+            self.say(f"no migration: migrate is off ('migrate: false' in {self.env.path.name})")
 
         self._switch_all(release, previous)
         gw.map(lambda h: append_history(gw, h, release, "current"), self.web).raise_if_failed("history")
@@ -350,6 +384,12 @@ class Deployment:
                            + ", ".join(f"{h}={r.id}" for h, r in targets.ok.items()),
                            hint="name one with --to VERSION")
         release = next(iter(targets.ok.values()))
+        # NOTE: a target of the image every host serves now would "succeed" with the bad
+        # code still serving (deploy B, roll back, deploy B again, roll back): refuse it.
+        unchanged = [no_change_reason(release, current.get(h.name)) for h in self.web]
+        if all(unchanged):
+            raise OpsError(unchanged[0],
+                           hint=f"name another with --to VERSION (see: inv releases --host {self.env.name})")
         plan = DeployPlan(action="rollback", env=self.env.name, tag=release.version, image=release.image,
                           current=current, target=release,
                           summary=f"roll {', '.join(h.name for h in self.web)} back to {release.version} "
@@ -385,6 +425,8 @@ class Deployment:
     def _migrations_since(self, release: Release) -> MigrationReport:
         """Migrations applied after ``release`` went out: a rollback does not reverse them."""
         report = MigrationReport()
+        if not self.env.migrate.enabled:
+            return report
         if release.migration_head is None:
             self.warnings.append(f"release {release.id} predates migration tracking: check _prisma_migrations "
                                  "yourself before trusting the old code with the current schema")

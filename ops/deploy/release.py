@@ -82,25 +82,71 @@ def releases_from_history(entries: list[dict]) -> list[dict]:
     return sorted(latest.values(), key=lambda e: e["id"], reverse=True)
 
 
-def previous_good(entries: list[dict], current: str | None, *, version: str | None = None) -> Release | None:
-    """The release deployed before ``current`` (or the newest one with ``version``).
+def served_sequence(entries: list[dict]) -> list[dict]:
+    """The releases that served on this host, oldest first, as a rollback sees them.
 
-    Only releases that were once current count (a failed one never served). Ordered
-    by release id (deploy time), like Capistrano: after rolling back from v2 to v1,
-    the previous release is the one deployed before v1, not v2 again.
+    Read from the history of what was current (entries with outcome "current"): a
+    deploy pushes its release; a rollback to a release still in the sequence pops
+    back to it (what it rolled back from no longer counts as having served before
+    it); a rollback to one that is not (``--to`` a release rolled back from earlier)
+    pushes it like a deploy. So after A, B, rollback to A, B' (B's image again), the
+    sequence is A, B' and the release before B' is A, never B.
     """
-    served = {}
+    stack: list[dict] = []
     for entry in entries:
-        if entry.get("outcome") == "current" and "id" in entry:
-            served.setdefault(entry["id"], entry)
-    ordered = sorted(served, reverse=True)
+        if entry.get("outcome") != "current" or "id" not in entry:
+            continue
+        ids = [e["id"] for e in stack]
+        if entry.get("via") == "rollback" and entry["id"] in ids:
+            del stack[len(ids) - ids[::-1].index(entry["id"]):]
+            continue
+        if ids and ids[-1] == entry["id"]:
+            continue
+        stack.append(entry)
+    return stack
+
+
+def previous_good(entries: list[dict], current: str | None, *, version: str | None = None) -> Release | None:
+    """The release to roll back to from ``current`` (or the one of ``version`` to go to).
+
+    Without ``version``: the release that served before ``current`` in
+    ``served_sequence`` (when ``current`` is not in it, the newest there). With
+    ``version``: of the releases of that version that ever served here, the one that
+    served most recently, other than ``current``. A release that never became current
+    (a failed deploy) is never a target.
+    """
     if version is not None:
-        candidates = [rid for rid in ordered if served[rid].get("version") == version and rid != current]
-    elif current in served:
-        candidates = ordered[ordered.index(current) + 1:]
+        latest: dict[str, dict] = {}
+        for entry in entries:
+            if (entry.get("outcome") == "current" and "id" in entry and entry.get("version") == version
+                    and entry["id"] != current):
+                latest.pop(entry["id"], None)
+                latest[entry["id"]] = entry     # re-inserted: dict order = order last served
+        return Release.from_record(list(latest.values())[-1]) if latest else None
+    served = served_sequence(entries)
+    ids = [e["id"] for e in served]
+    if current in ids:
+        served = served[: len(ids) - 1 - ids[::-1].index(current)]
+    return Release.from_record(served[-1]) if served else None
+
+
+def same_image(a: Release, b: Release) -> bool:
+    """True when both releases run one image: by registry digest when both have one, else by image ref."""
+    if a.digest and b.digest:
+        return a.digest == b.digest
+    return a.image == b.image
+
+
+def no_change_reason(target: Release, now: Release | None) -> str | None:
+    """Why switching from ``now`` to ``target`` would not change the code that serves; None when it would."""
+    if now is None or not same_image(target, now):
+        return None
+    what = target.digest if target.digest and now.digest else target.image
+    if target.env_sha256 and now.env_sha256 and target.env_sha256 != now.env_sha256:
+        outcome = "only its env file differs, so rolling back to it would not change the code"
     else:
-        candidates = ordered
-    return Release.from_record(served[candidates[0]]) if candidates else None
+        outcome = "rolling back to it would change nothing"
+    return f"release {target.id} runs the same image ({what}) as what serves now: {outcome}"
 
 
 def current_release(gw: Gateway, host: Host) -> Release | None:

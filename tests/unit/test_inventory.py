@@ -12,8 +12,8 @@ import yaml
 from ops.errors import ConfigError, InventoryError
 from ops.inventory import INVENTORY_DIR, PROJECT_ROOT, SSHSettings, load_environment, resolve_target
 
-TOP_KEYS = ("accessories, app, app_dir, backup, build, deploy, doctor, env_file, health, hooks_dir, hosts, image, "
-            "migrate, ops_env_file, production, proxy, registry, s3, sandbox, ssh")
+TOP_KEYS = ("accessories, app, app_dir, backup, build, deploy, doctor, env_file, env_schema, health, hooks_dir, hosts, "
+            "image, migrate, ops_env_file, production, proxy, registry, s3, sandbox, ssh")
 HOST_KEYS = "address, port, private_address, roles, user"
 
 VALID = {
@@ -516,3 +516,9 @@ def test_shipped_sandbox_inventory_validates():
 def test_shipped_environments_resolve_as_host_targets(spec):
     target = resolve_target(spec)
     assert target.hosts == tuple(target.env.hosts.values())
+
+
+@pytest.mark.parametrize("app_dir", ["/srv/app$(touch /tmp/x)", "/srv/app;reboot", "/srv/../etc", "/srv/a b"])
+def test_app_dir_with_shell_syntax_or_dotdot_is_refused(inv, app_dir):
+    problems = problems_of(inv, "hostile", valid(app_dir=app_dir))
+    assert any(p.startswith("app_dir:") and "plain absolute path" in p for p in problems), problems
