@@ -79,6 +79,14 @@ class Health:
 class DeploySettings:
     batch_size: int = 1
     keep_releases: int = 3
+    # Seconds the old container keeps answering after the new one serves, before SIGTERM
+    # (in-flight requests and long polls end; every nginx worker has learned the new address).
+    drain_seconds: float = 1.5
+    # Seconds between SIGTERM and SIGKILL: the app's graceful shutdown must fit in it.
+    stop_timeout: int = 30
+    # Static files of each release served by nginx across switches (asset bridging); "" = off.
+    asset_path: str = "/app/.next/static"
+    asset_url: str = "/_next/static"
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class DoctorSettings:
 
 
 APP_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
+ASSET_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
 
 @dataclass(frozen=True)
@@ -473,9 +482,21 @@ class _Validator:
                       timeout=self.number(sec, "timeout", "health.timeout", 60.0, lo=1, hi=3600, integer=False))
 
     def deploy(self, raw: dict) -> DeploySettings:
-        sec = self.section(raw, "deploy", {"batch_size", "keep_releases"})
+        sec = self.section(raw, "deploy", {"batch_size", "keep_releases", "drain_seconds", "stop_timeout",
+                                           "asset_path", "asset_url"})
+        asset_path = sec.get("asset_path", DeploySettings.asset_path)
+        if asset_path in (False, None, "", "none"):
+            asset_path = ""
+        asset_path = self.string({"asset_path": asset_path} if asset_path else {}, "asset_path", "deploy.asset_path",
+                                 "", pattern=ASSET_PATH_RE, what="an absolute path in the image, e.g. /app/.next/static")
+        asset_url = self.string(sec, "asset_url", "deploy.asset_url", DeploySettings.asset_url, pattern=ASSET_PATH_RE,
+                                what="a URL path prefix, e.g. /_next/static")
         return DeploySettings(batch_size=self.number(sec, "batch_size", "deploy.batch_size", 1, lo=1, hi=1000),
-                              keep_releases=self.number(sec, "keep_releases", "deploy.keep_releases", 3, lo=1, hi=100))
+                              keep_releases=self.number(sec, "keep_releases", "deploy.keep_releases", 3, lo=1, hi=100),
+                              drain_seconds=self.number(sec, "drain_seconds", "deploy.drain_seconds", 1.5, lo=1.1,
+                                                        hi=600, integer=False),
+                              stop_timeout=self.number(sec, "stop_timeout", "deploy.stop_timeout", 30, lo=1, hi=3600),
+                              asset_path=asset_path or "", asset_url=asset_url)
 
     def doctor(self, raw: dict) -> DoctorSettings:
         sec = self.section(raw, "doctor", {"min_free_gb", "max_clock_skew"})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import filecmp
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +17,12 @@ from ops.errors import ConfigError, LocalToolError, OpsError
 from ops.inventory import Environment, Host
 from ops.opsenv import operator_value
 from ops.remote import Gateway
+
+# The operator's CA bundle (build.ca_bundle) goes into the build context under this
+# fixed name for one build, and the Dockerfile learns it from this build arg. The app's
+# Dockerfile copies it into a throwaway stage only (see examples/nextjs/Dockerfile).
+CA_BUNDLE_NAME = ".ops-ca-bundle.pem"
+CA_BUNDLE_ARG = "OPS_CA_BUNDLE"
 
 
 @dataclass(frozen=True)
@@ -63,16 +73,55 @@ def build_argv(env: Environment, source: Source, tag: str) -> tuple[str, ...]:
             "--label", f"ops.app={env.app}", "--label", f"org.opencontainers.image.revision={source.sha}"]
     for name, value in sorted(env.build.args.items()):
         argv += ["--build-arg", f"{name}={value}"]
+    if env.build.ca_bundle is not None:
+        argv += ["--build-arg", f"{CA_BUNDLE_ARG}={CA_BUNDLE_NAME}"]
     argv.append(str(source.path))
     return tuple(argv)
+
+
+@contextmanager
+def ca_bundle_in_context(bundle: Path | None, context: Path) -> Iterator[Path | None]:
+    """Place the operator's CA bundle in the build context for the ``with`` body only.
+
+    Removed on every exit path (failure and Ctrl-C included). A file of that name that
+    is not a leftover copy of the same bundle is never overwritten.
+    """
+    if bundle is None:
+        yield None
+        return
+    target = context / CA_BUNDLE_NAME
+    if target.resolve() == bundle.resolve():
+        raise ConfigError(f"build.ca_bundle {bundle} is the file the deploy writes and removes",
+                          hint=f"keep the CA bundle outside the build context, not as {CA_BUNDLE_NAME}")
+    if target.exists() and not (target.is_file() and filecmp.cmp(bundle, target, shallow=False)):
+        raise ConfigError(f"{target} already exists and is not a copy of build.ca_bundle {bundle}",
+                          hint=f"remove it: the deploy places the CA bundle there for the build ({CA_BUNDLE_NAME})")
+    try:
+        shutil.copyfile(bundle, target)
+        target.chmod(0o644)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise ConfigError(f"cannot copy build.ca_bundle {bundle} into {context}: {exc.strerror or exc}",
+                          hint="check that the file is readable and the build context writable") from None
+    try:
+        yield target
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def build(env: Environment, source: Source, tag: str) -> None:
+    """``docker build`` of the release image, with the CA bundle in the context when set."""
+    with ca_bundle_in_context(env.build.ca_bundle, source.path):
+        local.run(build_argv(env, source, tag), timeout=1800)
 
 
 def build_and_push(env: Environment, source: Source, tag: str, say, masker) -> str:
     """Build and push the app image; return its registry digest (sha256:...)."""
     ref, _ = registry.app_refs(env, tag)
-    say(f"building {ref} from {source.path} ({source.sha[:12]})")
+    say(f"building {ref} from {source.path} ({source.sha[:12]})"
+        + (f" with the CA bundle {env.build.ca_bundle}" if env.build.ca_bundle else ""))
     login_local(env, masker)
-    local.run(build_argv(env, source, tag), timeout=1800)
+    build(env, source, tag)
     say(f"pushing {ref}")
     local.run(docker.push_argv(ref), timeout=1800)
     return local_digest(ref)

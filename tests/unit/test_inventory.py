@@ -285,7 +285,8 @@ def test_misspelt_host_key_is_reported_with_the_missing_key_it_hides(inv):
 def test_unknown_key_inside_a_section_is_prefixed_with_the_section(inv):
     data = valid(deploy={"batch_sise": 2})
     assert only_problem(inv, "prod", data) == (
-        "deploy.batch_sise: unknown key — remove it or use one of: batch_size, keep_releases")
+        "deploy.batch_sise: unknown key — remove it or use one of: asset_path, asset_url, batch_size, drain_seconds, "
+        "keep_releases, stop_timeout")
 
 
 @pytest.mark.parametrize("hosts", [None, {}, []], ids=["absent", "empty-mapping", "list"])
