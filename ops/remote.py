@@ -44,7 +44,7 @@ from ops.errors import (
     OpsError,
     RemoteCommandFailed,
 )
-from ops.interrupts import shielded_from_ctrl_c
+from ops.interrupts import deferred_ctrl_c
 from ops.inventory import Environment, Host
 from ops.known_hosts import fingerprint, host_pattern
 from ops.masking import Masker
@@ -490,27 +490,33 @@ class Gateway:
                 err.__cause__ = exc
                 return False, err
 
-        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(hosts)), thread_name_prefix="ops-host")
-        futures = [pool.submit(call, host) for host in hosts]
-        try:
-            outcomes = [f.result() for f in futures]
-        except KeyboardInterrupt:
-            # NOTE: Ctrl-C reaches only this thread; the host threads would go on working
-            # (switching containers, say) while the caller's cleanup starts on the same hosts.
-            # Hosts not yet started never start; running ones finish their current step
-            # (each bounded by its own timeout) before the interrupt goes on.
+        # NOTE: Ctrl-C reaches only the main thread; the host threads would go on working
+        # (switching containers, say) while the caller's cleanup starts on the same hosts.
+        # So from before the first thread starts until the last one ends, Ctrl-C is
+        # deferred: hosts not yet started never start, running ones finish their current
+        # step (each bounded by its own timeout), then the interrupt goes on.
+        futures: list = []
+        interrupted: list[bool] = []
+
+        def on_ctrl_c(*_):
+            if interrupted:
+                self.echo("Ctrl-C again: still waiting for the hosts to finish their step; cleanup follows")
+                return
+            interrupted.append(True)
             for f in futures:
                 f.cancel()
-            busy = [h.name for h, f in zip(hosts, futures, strict=True) if not f.done()]
-            if busy:
-                self.echo(f"Ctrl-C: letting {', '.join(busy)} finish the current step, then cleaning up "
-                          "(each step has its own timeout)")
-                with shielded_from_ctrl_c(self.echo, f"still waiting for {', '.join(busy)} to finish its step; "
-                                                     "cleanup follows"):
-                    wait(futures)
-            raise
-        finally:
-            pool.shutdown(wait=False)
+            busy = [h.name for h, f in zip(hosts, futures, strict=False) if not f.done()]
+            self.echo("Ctrl-C: " + (f"letting {', '.join(busy)} finish the current step, then cleaning up "
+                                    "(each step has its own timeout)" if busy else "stopping"))
+
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(hosts)), thread_name_prefix="ops-host")
+        with deferred_ctrl_c(on_ctrl_c):
+            futures.extend(pool.submit(call, host) for host in hosts)
+            wait(futures)
+        pool.shutdown(wait=False)
+        if interrupted:
+            raise KeyboardInterrupt
+        outcomes = [f.result() for f in futures]
         for host, (ok, value) in zip(hosts, outcomes, strict=True):
             if ok:
                 results.ok[host.name] = value
