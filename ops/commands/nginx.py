@@ -65,7 +65,8 @@ def _check_int(value: int, what: str, lo: int, hi: int) -> int:
 
 
 def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, server_name: str = "_",
-                     release: str = "", resolver: str | None = None, resolver_valid: int = 1) -> str:
+                     release: str = "", resolver: str | None = None, resolver_valid: int = 1,
+                     assets: tuple[str, str] | None = None) -> str:
     """The whole ``conf.d/<app>.conf``: one server proxying to ``upstream``.
 
     Without ``resolver``, ``upstream`` is resolved once, when nginx loads the file:
@@ -77,6 +78,10 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
     resolves to is a peer: a deploy adds the new container under that name and stops
     the old one, and nginx never reloads. A peer that refuses (the old app after
     SIGTERM) is retried on the next one.
+
+    ``assets=(url_prefix, root)``: files under ``root + url_prefix`` (the bridged static
+    files of every retained release, see ``ops.deploy.assets``) are served by nginx
+    itself, immutable; a file it does not hold goes to the app.
     """
     _check_upstream(upstream)
     if resolver is not None:
@@ -167,12 +172,42 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "        proxy_buffering off;",
         "    }",
         "",
+        *_asset_locations(assets, target, headers),
         "    location / {",
         f"        proxy_pass {target};",
         "    }",
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+ASSET_PREFIX_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
+
+
+def _asset_locations(assets: tuple[str, str] | None, target: str, headers: list[str]) -> list[str]:
+    if assets is None:
+        return []
+    prefix, root = assets
+    for value, what in ((prefix, "asset URL prefix"), (root, "asset root")):
+        if not isinstance(value, str) or not ASSET_PREFIX_RE.fullmatch(value) or "/../" in f"{value}/":
+            raise ConfigError(f"invalid {what} {value!r}", hint="a plain absolute path, e.g. /_next/static")
+    prefix = prefix.rstrip("/") + "/"
+    return [
+        "    # Hashed static files of every retained release (asset bridging): a page from one",
+        "    # release finds its chunks whichever container serves it, during and after a switch.",
+        f"    location ^~ {prefix} {{",
+        f"        root {root};",
+        "        try_files $uri @app;",
+        # NOTE: an add_header here hides the server's ones: repeat them.
+        *[f"    {h}" for h in headers],
+        '        add_header Cache-Control "public, max-age=31536000, immutable" always;',
+        "    }",
+        "",
+        "    location @app {",
+        f"        proxy_pass {target};",
+        "    }",
+        "",
+    ]
 
 
 def nginx_test_argv(container: str) -> Argv:

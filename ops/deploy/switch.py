@@ -8,14 +8,16 @@ name only while it serves:
 1. start the new container off the app network (default bridge: it can reach the
    database, and its port is published on the host's 127.0.0.1 for the health check);
 2. wait for its health check;
-3. connect it to the app network under ``<app>-web``: nginx now spreads requests
-   over old and new;
-4. wait until the site answers with the new version, and until every nginx worker's
-   DNS cache has expired (so each knows the new address);
-5. stop the old container (SIGTERM: the app refuses new connections, finishes the
-   ones it has; nginx retries a refused request on the new one), then take it off
-   the app network so that starting it again (rollback) puts it behind the health
-   check first.
+3. copy its hashed static files out (``ops.deploy.assets``): nginx serves those of
+   every retained release, so no page of either release misses a chunk;
+4. connect it to the app network under ``<app>-web``: nginx now spreads requests
+   over old and new; wait until the site answers with the new version;
+5. drain (``deploy.drain_seconds``, at least nginx's DNS cache time: every worker
+   learns the new address), then stop the old container (SIGTERM: the app closes its
+   listener, ends its realtime connections cleanly, finishes in-flight requests;
+   nginx retries a refused connect on the new one; SIGKILL after
+   ``deploy.stop_timeout``), then take it off the app network so that starting it
+   again (rollback) puts it behind the health check first.
 
 nginx is never reloaded for a switch, so client keep-alive connections survive it.
 Old containers stay stopped, the newest ``keep_releases`` of them, for rollback.
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from ops import registry
 from ops.commands import docker, shell
 from ops.commands.nginx import nginx_reload_argv, nginx_test_argv, render_site_conf
+from ops.deploy import assets
 from ops.deploy.release import Release, set_current
 from ops.errors import HostError, OpsError
 from ops.inventory import Host
@@ -37,8 +40,6 @@ from ops.layout import Layout
 from ops.remote import Gateway
 
 HEALTH_POLL = 0.2
-# Seconds an old container gets after SIGTERM to finish in-flight requests.
-STOP_TIMEOUT = 30
 # nginx caches the DNS answer for <app>-web this long (resolver valid=...).
 RESOLVER_VALID = 1
 DOCKER_DNS = "127.0.0.11"
@@ -129,8 +130,10 @@ def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
 def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
     """The proxy runs with the current site config; reloaded only when the config changed."""
     layout = Layout(gw.env)
+    bridged = bool(gw.env.deploy.asset_path)
     conf = render_site_conf(upstream=f"{layout.web_service}:{gw.env.health.port}", listen_port=80,
-                            max_body_bytes=app.max_body_bytes, resolver=DOCKER_DNS, resolver_valid=RESOLVER_VALID)
+                            max_body_bytes=app.max_body_bytes, resolver=DOCKER_DNS, resolver_valid=RESOLVER_VALID,
+                            assets=(gw.env.deploy.asset_url, assets.PROXY_MOUNT) if bridged else None)
     conf_dir = layout.proxy_conf_dir
     site = f"{conf_dir}/{gw.env.app}.conf"
     previous = gw.query(host, shell("cat {p} 2>/dev/null || true", p=site)).stdout
@@ -140,11 +143,20 @@ def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
         gw.put(host, conf.encode(), f"{site}.new", mode=0o644)
         gw.run(host, ("mv", f"{site}.new", site))
     proxy = layout.proxy_container
+    volumes = [(conf_dir, "/etc/nginx/conf.d", "ro")]
+    if bridged:
+        # Created by the SSH user before docker mounts it (else dockerd makes it, owned by root).
+        gw.run(host, ("mkdir", "-p", assets.files_dir(layout)))
+        volumes.append((assets.files_dir(layout), assets.PROXY_MOUNT, "ro"))
     state = container_state(gw, host, proxy)
+    if state is not None and not _has_mounts(gw, host, proxy, [dest for _, dest, _ in volumes]):
+        # NOTE: once, on the first deploy that bridges assets: the proxy gets the new mount.
+        gw.run(host, docker.rm_argv(proxy, force=True))
+        state = None
     if state is None:
         gw.run(host, docker.run_argv(
             proxy, registry.service_ref(gw.env, gw.env.proxy.image), network=layout.network,
-            publish=[("", gw.env.proxy.port, 80)], volumes=[(conf_dir, "/etc/nginx/conf.d", "ro")],
+            publish=[("", gw.env.proxy.port, 80)], volumes=volumes,
             labels={"ops.app": gw.env.app, "ops.role": "proxy"}))
         return
     if state != "running":
@@ -163,6 +175,11 @@ def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
     gw.run(host, nginx_reload_argv(proxy))
 
 
+def _has_mounts(gw: Gateway, host: Host, container: str, destinations: list[str]) -> bool:
+    res = gw.query(host, docker.inspect_argv(container, fmt="{{range .Mounts}}{{.Destination}} {{end}}"), check=False)
+    return set(destinations) <= set(res.stdout.split())
+
+
 def join_service(gw: Gateway, host: Host, name: str) -> None:
     """Put ``name`` behind nginx: on the app network under the service name."""
     layout = Layout(gw.env)
@@ -172,8 +189,7 @@ def join_service(gw: Gateway, host: Host, name: str) -> None:
 
 
 def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.0) -> None:
-    """The site (through nginx) answers 200 with the new release; then every nginx
-    worker's DNS cache has had time to learn the new address."""
+    """The site (through nginx) answers 200 with the new release."""
     if gw.dry_run:
         return
     url = f"http://127.0.0.1:{gw.env.proxy.port}{gw.env.health.path}"
@@ -188,7 +204,6 @@ def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.
             raise HostError(f"site does not serve {release.version} through nginx after the switch ({status})",
                             host=host.name)
         time.sleep(HEALTH_POLL)
-    await_dns_caches(gw)
 
 
 def await_dns_caches(gw: Gateway) -> None:
@@ -204,7 +219,8 @@ def take_out_of_service(gw: Gateway, host: Host, name: str, *, running: bool = T
     that starting it again puts nothing behind nginx before its health check."""
     layout = Layout(gw.env)
     if running:
-        gw.run(host, docker.stop_argv(name, STOP_TIMEOUT), timeout=STOP_TIMEOUT + 30)
+        stop = gw.env.deploy.stop_timeout
+        gw.run(host, docker.stop_argv(name, stop), timeout=stop + 30)
     if layout.network in networks_of(gw, host, name):
         gw.run(host, ("docker", "network", "disconnect", layout.network, name))
 
@@ -218,18 +234,25 @@ def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
 
 
 def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
-    """Stop every other web container (graceful), take it off the app network, keep the
-    newest N stopped, remove the rest."""
+    """Drain, then stop every other web container (graceful), take it off the app network,
+    keep the newest N stopped, remove the rest; static files of removed releases go too."""
     keep = gw.env.deploy.keep_releases
+    kept_ids = []
+    others = [row for row in web_containers(gw, host) if row[0] != keep_running]
+    if any(state == "running" for _, _, state in others) and not gw.dry_run:
+        # NOTE: both answer meanwhile: in-flight requests and long polls on the old one end,
+        # and every nginx worker's DNS cache (RESOLVER_VALID) learns the new address.
+        time.sleep(max(gw.env.deploy.drain_seconds, RESOLVER_VALID + 0.1))
     kept = 0
-    for name, _rid, state in web_containers(gw, host):
-        if name == keep_running:
-            continue
+    for name, rid, state in others:
         take_out_of_service(gw, host, name, running=state == "running")
         if kept < keep:
             kept += 1
+            kept_ids.append(rid)
         else:
             gw.run(host, docker.rm_argv(name))
+    current = next((rid for name, rid, _ in web_containers(gw, host) if name == keep_running), None)
+    assets.prune(gw, host, [rid for rid in [current, *kept_ids] if rid])
 
 
 def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
@@ -241,6 +264,7 @@ def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, 
     except OpsError:
         gw.run(host, docker.rm_argv(name, force=True), check=False)
         raise
+    assets.collect(gw, host, name, release.id)
     ensure_proxy(gw, host, app)
     join_service(gw, host, name)
     wait_serving(gw, host, release)
