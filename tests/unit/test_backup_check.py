@@ -17,6 +17,7 @@ from ops.backup.catalog import Entry
 from ops.backup.manifest import Manifest
 from ops.errors import ConfigError
 from ops.inventory import load_environment
+from tests.support.fakes import RecordingS3
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -98,21 +99,6 @@ def test_textfile_in_a_missing_directory_is_a_config_error(tmp_path):
 
 # -- prune, against moto in-process -----------------------------------------------------
 
-class Recording:
-    """boto3 client wrapper recording deletes in order."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.deleted: list[str] = []
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def delete_object(self, **kw):
-        self.deleted.append(kw["Key"])
-        return self.inner.delete_object(**kw)
-
-
 @pytest.fixture
 def bucket():
     env = load_environment("sandbox")
@@ -136,7 +122,7 @@ def put_backup(env, client, kind: str, started: datetime) -> str:
 def test_prune_deletes_the_manifest_before_the_data_and_keeps_the_policy_set(bucket):
     env, client = bucket  # sandbox policy: last 3, daily 7, weekly 4, monthly 6
     ids = [put_backup(env, client, "db", NOW - timedelta(days=d)) for d in range(0, 400, 10)]
-    rec = Recording(client)
+    rec = RecordingS3(client)
     dry = check.prune(env, rec, now=NOW, dry_run=True)
     assert rec.deleted == []
     doomed = {d.entry.id for d in dry.decisions if not d.keep}

@@ -15,9 +15,10 @@ from ops.deploy import migrate, pipeline
 from ops.deploy.migrate import MigrateCommandNotFound, MigrationReport, check_program, program_check_argv
 from ops.deploy.pipeline import Deployment, DeployRequest
 from ops.deploy.release import Release
-from ops.errors import InventoryError, OpsError, RemoteCommandFailed
+from ops.errors import InventoryError, RemoteCommandFailed
 from ops.inventory import MigrateSettings, load_environment
-from ops.remote import HostResults, RunResult
+from ops.remote import RunResult
+from tests.support.fakes import sequential_map
 
 RELEASE = Release(id="20260101T000000Z-V2", version="v2", image="localhost:5000/athlete-platform/web:v2")
 MINIMAL = {
@@ -127,14 +128,7 @@ class FakeGateway:
         return self.query(host, command, **kwargs)
 
     def map(self, fn, hosts=None):
-        results = HostResults()
-        for host in hosts:
-            try:
-                results.ok[host.name] = fn(host)
-            except OpsError as exc:
-                exc.host = exc.host or host.name
-                results.failed[host.name] = exc
-        return results
+        return sequential_map(fn, hosts)
 
 
 @pytest.fixture

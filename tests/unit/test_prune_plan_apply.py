@@ -12,6 +12,7 @@ from ops.backup import check, retention
 from ops.backup.manifest import backups_prefix, data_key, manifest_key, new_backup_id
 from ops.backup.retention import Policy
 from ops.errors import ConfigError
+from tests.support.fakes import RecordingS3
 from tests.unit.test_catalog import put_backup
 
 # moto stamps objects with the real clock: plan "two days from now" so orphans and uploads are old.
@@ -23,25 +24,10 @@ def days_ago(n: float) -> datetime:
     return (datetime.now(UTC) - timedelta(days=n)).replace(microsecond=0)
 
 
-class Recording:
-    """The boto3 client, recording deletes in order."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.deleted: list[str] = []
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def delete_object(self, **kw):
-        self.deleted.append(kw["Key"])
-        return self.inner.delete_object(**kw)
-
-
 @pytest.fixture
 def bucket(fresh_bucket):
     env, client = fresh_bucket("prune")
-    return env, Recording(client)
+    return env, RecordingS3(client)
 
 
 def keys(env, client) -> set[str]:

@@ -10,7 +10,8 @@ from ops.deploy.pipeline import Deployment, DeployRequest
 from ops.deploy.release import Release, no_change_reason, previous_good, same_image, served_sequence
 from ops.errors import OpsError
 from ops.inventory import load_environment
-from ops.remote import HostResults, RunResult
+from ops.remote import RunResult
+from tests.support.fakes import sequential_map
 
 DIGEST = {"A": "sha256:aaaa", "B": "sha256:bbbb", "C": "sha256:cccc"}
 
@@ -188,14 +189,7 @@ class FakeGateway:
         self.env = env
 
     def map(self, fn, hosts=None):
-        results = HostResults()
-        for host in hosts:
-            try:
-                results.ok[host.name] = fn(host)
-            except OpsError as exc:
-                exc.host = exc.host or host.name
-                results.failed[host.name] = exc
-        return results
+        return sequential_map(fn, hosts)
 
     def query(self, host, command, **kwargs):
         return RunResult(host.name, " ".join(command))
