@@ -23,16 +23,21 @@ Every loop is bounded by a count and by time.
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import functools
+import hashlib
 import http.client
 import itertools
+import json
 import math
 import os
 import platform
 import re
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -55,6 +60,7 @@ from ops.inventory import Environment, Host, load_environment
 from ops.lock import EnvironmentLock, LockHeld
 from ops.lock import status as lock_status
 from ops.remote import Gateway
+from tests.support import nextjs
 from tests.support.app_repo import apply_variant, head_sha, make_app_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,6 +276,7 @@ class Run:
     version: str = ""
     error: str = ""
     lock_waits: int = 0
+    spans: list = dataclasses.field(default_factory=list)  # (step, host, start, end) of the call
 
     @property
     def wall(self) -> float:
@@ -321,7 +328,8 @@ def timed_call(kind: str, label: str, fn: Callable[[Callable[[str], None]], obje
             run.error = f"{type(exc).__name__}: {exc}"
             print(f"    {label}: FAILED: {run.error}", flush=True)
         run.end = now()
-        run.steps = step_totals(TIMER.end())
+        run.spans = TIMER.end()
+        run.steps = step_totals(run.spans)
         print(f"    {label}: {run.wall:.2f} s{' (FAILED)' if run.error else ''}", flush=True)
         return run
     raise RuntimeError(f"{label}: environment still locked after {max_lock_retries} retries")
@@ -704,7 +712,18 @@ def parse_args(argv=None):
     ap.add_argument("--max-total-seconds", type=float, default=1800.0,
                     help="no new timed run starts after this (the final restoring deploy still runs) (default 1800)")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown report here (e.g. BENCHMARKS.md)")
+    nx = ap.add_argument_group("--app nextjs (examples/nextjs, prebuilt images; see bench/README.md)")
+    ap.add_argument("--app", choices=("sample", "nextjs"), default="sample",
+                    help="sample: examples/app, built from a git checkout (default); nextjs: the Next.js sample app")
+    nx.add_argument("--browsers", type=int, default=4, help="browser-like threads (even: keep-alive, odd: fresh)")
+    nx.add_argument("--max-requests", type=int, default=5000, help="hard cap of browser requests per phase")
+    nx.add_argument("--max-rate", type=float, default=400.0, help="max browser requests per second (default 400)")
+    nx.add_argument("--steady-seconds", type=float, default=10.0, help="length of the steady-state phase")
+    nx.add_argument("--realtime-interval", type=float, default=0.25,
+                    help="seconds between two 'version' emits of each Socket.io client (default 0.25)")
     args = ap.parse_args(argv)
+    if not 1 <= args.browsers <= 32 or not 1 <= args.max_requests <= 50_000 or args.max_rate <= 0:
+        ap.error("--browsers 1..32, --max-requests 1..50000, --max-rate > 0")
     if args.requests_per_phase < 1 or args.runs < 1 or not 1 <= args.workers <= 64:
         ap.error("--requests-per-phase and --runs must be >= 1, --workers 1..64")
     return args
@@ -714,6 +733,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     command = " ".join([".venv/bin/python -m bench.deploy_under_load", *(argv if argv is not None else sys.argv[1:])])
+    if args.app == "nextjs":
+        return main_nextjs(args, command)
     ctx: dict = {"args": args, "command": command, "machine": machine(), "errors": [],
                  "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M")}
     install_step_timer()
@@ -824,6 +845,683 @@ def main(argv=None) -> int:
     print("\n" + text)
     if args.out:
         write_section(args.out, "deploy-bench", text)
+        print(f"written to {args.out}")
+    return 0
+
+
+# =============================================================================================
+# --app nextjs: the real Next.js sample app (examples/nextjs), prebuilt images
+# =============================================================================================
+# Load: browser-like page loads (GET /, then every /_next/static/... URL the HTML names),
+# half the browser threads on keep-alive connections, half on a fresh connection per
+# request, paced by one shared rate limiter and capped per phase; plus, per web host, one
+# Socket.io client over Engine.IO long-polling and one over WebSocket (a minimal RFC 6455
+# client on a raw socket), each doing "emit version, wait for the ack" rounds.
+NX_KINDS = ("page", "asset")
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@dataclasses.dataclass(slots=True)
+class NRec:
+    t: float  # request start (s since T0)
+    lat: float
+    host: int  # index in TARGETS
+    kind: int  # index in NX_KINDS
+    status: int
+    fail: str | None  # None = success (an asset 404 is a failure too: "HTTP 404")
+    version: str  # X-App-Version (pages; nginx-served bridged assets carry none)
+    reused: bool
+    fresh: bool  # the client opens a new connection per request
+
+
+@dataclasses.dataclass(slots=True)
+class NPage:
+    t0: float
+    t1: float
+    host: int
+    fresh: bool
+    version: str
+    assets: int
+    asset_404: int
+    failed: bool  # the page or any asset failed (404 included)
+
+
+class Pacer:
+    """One request slot every 1/rate s, shared by every browser thread; ``cap`` slots at most."""
+
+    def __init__(self, rate: float, cap: int):
+        self.gap = 1.0 / rate
+        self.cap = cap
+        self.used = 0
+        self.next = now()
+        self.lock = threading.Lock()
+        self.capped_at: float | None = None
+
+    def take(self, stop: threading.Event) -> bool:
+        with self.lock:
+            if self.used >= self.cap:
+                if self.capped_at is None:
+                    self.capped_at = now()
+                return False
+            self.used += 1
+            slot = max(now(), self.next)
+            self.next = slot + self.gap
+        delay = slot - now()
+        if delay > 0:
+            stop.wait(delay)
+        return not stop.is_set()
+
+
+class SocketIOWebSocket:
+    """Socket.io over Engine.IO v4's WebSocket transport, with a minimal RFC 6455 client:
+    handshake (Sec-WebSocket-Accept checked), masked text frames out, unmasked frames in,
+    ping -> pong, close answered. Engine.IO: ``0{...}`` open, ``40`` connect, ``42<id>[...]``
+    emit with ack id, ``43<id>[...]`` ack, ``2`` ping -> ``3`` pong. Same ``run`` / ``gap``
+    interface as ``tests.support.nextjs.EngineIOPolling``; every lost session is
+    classified: *clean* (a close frame, Engine.IO close or namespace disconnect arrived
+    first) or *abrupt* (EOF, reset, timeout)."""
+
+    class Gone(Exception):
+        def __init__(self, why: str, clean: bool):
+            super().__init__(why)
+            self.clean = clean
+
+    def __init__(self, port: int, *, timeout: float = 10, interval: float = 0.25):
+        self.port = port
+        self.timeout = timeout
+        self.interval = interval
+        self.sock = None
+        self.buf = b""
+        self.acks: list[tuple[float, str]] = []
+        self.events: list[tuple[float, str]] = []
+        self.losses: list[tuple[float, bool, str]] = []  # (time, clean, why)
+        self.sessions = 0
+        self._ack_id = 0
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise self.Gone("read timeout", False) from None
+            except OSError as exc:
+                raise self.Gone(f"{type(exc).__name__}", False) from None
+            if not chunk:
+                raise self.Gone("EOF without a close frame", False)
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _send(self, payload: bytes, opcode: int = 1) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        try:
+            self.sock.sendall(head + mask + body)
+        except OSError as exc:
+            raise self.Gone(f"send: {type(exc).__name__}", False) from None
+
+    def _recv_text(self) -> str:
+        while True:
+            b0, b1 = self._read(2)
+            opcode, n = b0 & 0x0F, b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", self._read(8))[0]
+            mask = self._read(4) if b1 & 0x80 else None
+            data = self._read(n)
+            if mask:
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+            if opcode == 8:
+                try:
+                    self._send(data[:2], opcode=8)
+                except self.Gone:
+                    pass
+                raise self.Gone(f"close frame {int.from_bytes(data[:2], 'big') if len(data) >= 2 else ''}", True)
+            if opcode == 9:
+                self._send(data, opcode=10)
+                continue
+            if opcode in (1, 0):
+                return data.decode(errors="replace")
+
+    def _packet(self, want) -> str:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            p = self._recv_text()
+            if p == "2":
+                self._send(b"3")
+            elif p == "1" or p.startswith("41"):
+                raise self.Gone(f"server closed the session ({p[:2]})", True)
+            elif p.startswith("42"):
+                self.events.append((time.monotonic(), f"event {p[2:60]}"))
+            elif want(p):
+                return p
+        raise self.Gone("no answer in time", False)
+
+    def connect(self) -> None:
+        self.close()
+        try:
+            self.sock = socket.create_connection((HOST, self.port), timeout=self.timeout)
+            key = base64.b64encode(os.urandom(16)).decode()
+            self.sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+                               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        except OSError as exc:
+            raise self.Gone(f"connect: {type(exc).__name__}", False) from None
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf and len(self.buf) < 65536:
+            try:
+                chunk = self.sock.recv(4096)
+            except OSError as exc:
+                raise self.Gone(f"handshake: {type(exc).__name__}", False) from None
+            if not chunk:
+                raise self.Gone("handshake: EOF", False)
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode(errors="replace").split("\r\n")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        if " 101 " not in lines[0] + " " or f"sec-websocket-accept: {accept}".lower() not in \
+                [ln.lower() for ln in lines[1:]]:
+            raise self.Gone(f"handshake refused: {lines[0][:60]}", False)
+        self._packet(lambda p: p.startswith("0"))
+        self._send(b"40")
+        self._packet(lambda p: p.startswith("40"))
+        self.sessions += 1
+
+    def ask_version(self) -> str:
+        self._ack_id += 1
+        prefix = f"43{self._ack_id}["
+        self._send(f'42{self._ack_id}["version"]'.encode())
+        p = self._packet(lambda p: p.startswith(prefix))
+        return json.loads(p[len(prefix) - 1:])[0]["version"]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = None
+
+    def run(self, stop, *, deadline: float, max_rounds: int = 100_000) -> None:
+        connected = False
+        try:
+            for _ in range(max_rounds):
+                if stop.is_set() or time.monotonic() >= deadline:
+                    return
+                try:
+                    if not connected:
+                        self.connect()
+                        connected = True
+                    self.acks.append((time.monotonic(), self.ask_version()))
+                except self.Gone as exc:
+                    if connected:
+                        self.losses.append((time.monotonic(), exc.clean, str(exc)))
+                    self.events.append((time.monotonic(), f"session lost: {exc}"))
+                    connected = False
+                    self.close()
+                except (ValueError, KeyError, IndexError) as exc:
+                    self.events.append((time.monotonic(), f"bad packet: {exc}"))
+                    connected = False
+                    self.close()
+                stop.wait(self.interval)
+        finally:
+            self.close()
+
+    gap = nextjs.EngineIOPolling.gap
+
+
+class NextLoad:
+    """Browser threads (paced, capped) and realtime clients, until ``stop()`` or ``deadline``."""
+
+    def __init__(self, args, *, cap: int, rate: float, deadline: float, realtime: bool = True):
+        self.args = args
+        self.deadline = deadline
+        self.pacer = Pacer(rate, cap)
+        self._stop = threading.Event()
+        self.recs: list[list[NRec]] = [[] for _ in range(args.browsers)]
+        self.pages: list[list[NPage]] = [[] for _ in range(args.browsers)]
+        self.threads = [threading.Thread(target=self._browse, args=(i,), daemon=True) for i in range(args.browsers)]
+        self.realtime: dict[str, object] = {}
+        if realtime:
+            for hname, port in TARGETS:
+                self.realtime[f"polling {hname}"] = nextjs.EngineIOPolling(port, interval=args.realtime_interval)
+                self.realtime[f"websocket {hname}"] = SocketIOWebSocket(port, interval=args.realtime_interval)
+        mono_deadline = time.monotonic() + (deadline - now())
+        self.threads += [threading.Thread(target=c.run, args=(self._stop,), kwargs={"deadline": mono_deadline},
+                                          daemon=True) for c in self.realtime.values()]
+        self.start_t = 0.0
+        self.mono_offset = time.monotonic() - now()  # realtime clients record time.monotonic()
+
+    def start(self) -> NextLoad:
+        self.start_t = now()
+        for th in self.threads:
+            th.start()
+        return self
+
+    def stop(self) -> tuple[list[NRec], list[NPage]]:
+        self._stop.set()
+        for th in self.threads:
+            th.join(timeout=self.args.timeout * 3 + 5)
+        recs = sorted((r for out in self.recs for r in out), key=lambda r: r.t)
+        pages = sorted((p for out in self.pages for p in out), key=lambda p: p.t0)
+        return recs, pages
+
+    def _get(self, conns: dict, port: int, path: str, fresh: bool):
+        conn = None if fresh else conns.get(port)
+        if conn is None:
+            conn = http.client.HTTPConnection(HOST, port, timeout=self.args.timeout)
+            if not fresh:
+                conns[port] = conn
+        reused = conn.sock is not None
+        try:
+            conn.request("GET", path, headers={"User-Agent": "ops-bench-browser"})
+            resp = conn.getresponse()
+            body = resp.read()
+            if fresh or resp.will_close:
+                conn.close()
+                conns.pop(port, None)
+            return resp.status, resp.getheader("X-App-Version") or "", body, reused, None
+        except TimeoutError:
+            fail = "timeout"
+        except (OSError, http.client.HTTPException) as exc:
+            fail = type(exc).__name__
+        conn.close()
+        conns.pop(port, None)
+        return 0, "", b"", reused, fail
+
+    def _browse(self, wid: int) -> None:
+        fresh = wid % 2 == 1
+        out, pages, conns = self.recs[wid], self.pages[wid], {}
+        try:
+            for i in range(1_000_000):
+                if self._stop.is_set() or now() >= self.deadline or not self.pacer.take(self._stop):
+                    return
+                hi = (wid + i) % len(TARGETS)
+                port = TARGETS[hi][1]
+                t0 = now()
+                status, version, body, reused, fail = self._get(conns, port, "/", fresh)
+                if fail is None and status != 200:
+                    fail = f"HTTP {status}"
+                out.append(NRec(t0, now() - t0, hi, 0, status, fail, version, reused, fresh))
+                n_assets, n404, failed = 0, 0, fail is not None
+                if fail is None:
+                    urls = nextjs.page_asset_urls(body.decode(errors="replace"))
+                    failed = not urls
+                    for url in urls:
+                        if not self.pacer.take(self._stop):
+                            failed = True  # an unfinished page load is not counted as a page load
+                            n_assets = -1
+                            break
+                        t = now()
+                        a_status, _, _, a_reused, a_fail = self._get(conns, port, url, fresh)
+                        if a_fail is None and a_status != 200:
+                            a_fail = f"HTTP {a_status}"
+                        out.append(NRec(t, now() - t, hi, 1, a_status, a_fail, "", a_reused, fresh))
+                        n_assets += 1
+                        n404 += a_status == 404
+                        failed = failed or a_fail is not None
+                if n_assets >= 0:
+                    pages.append(NPage(t0, now(), hi, fresh, version, n_assets, n404, failed))
+        finally:
+            for c in conns.values():
+                c.close()
+
+
+@dataclasses.dataclass
+class NPhase:
+    name: str
+    recs: list[NRec]
+    pages: list[NPage]
+    realtime: dict
+    run: Run | None
+    load_start: float
+    load_end: float
+    capped_at: float | None
+    mono_offset: float
+    rate: float
+
+
+def nx_phase(name: str, args, *, cap: int, rate: float, deadline: float, action=None, label="",
+             seconds: float = 0.0) -> NPhase:
+    print(f"\n== phase: {name} (rate {rate:.0f} req/s, cap {cap})", flush=True)
+    load = NextLoad(args, cap=cap, rate=rate, deadline=deadline).start()
+    run = None
+    try:
+        time.sleep(args.pre_roll if action else seconds)
+        if action is not None:
+            run = timed_call("deploy" if "deploy" in name else "rollback", label, action)
+            time.sleep(args.post_roll)
+    finally:
+        recs, pages = load.stop()
+    ph = NPhase(name, recs, pages, load.realtime, run, load.start_t, now(), load.pacer.capped_at,
+                load.mono_offset, rate)
+    s = lat_stats(recs)
+    print(f"   {s['n']} requests, {s['fail']} failed, {len(pages)} page loads, "
+          f"{sum(1 for p in pages if p.asset_404)} with an asset 404, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms"
+          + (f" (CAP REACHED at {ph.capped_at - (run.start if run else ph.load_start):+.1f} s)"
+             if ph.capped_at else ""), flush=True)
+    if run:
+        for cname, c in ph.realtime.items():
+            print(f"   {cname}: gap {c.gap(run.start + ph.mono_offset, run.end + ph.mono_offset):.2f} s, "
+                  f"{len(c.acks)} acks, {c.sessions} sessions", flush=True)
+    return ph
+
+
+def nx_overlap(ph: NPhase, old: str, new: str) -> list[dict]:
+    """Per host, from the X-App-Version of page responses: first new, last old, overlap."""
+    rows = []
+    base = ph.run.start
+    for hi, (hname, _port) in enumerate(TARGETS):
+        recs = [r for r in ph.recs if r.host == hi and r.kind == 0 and not r.fail]
+        first_new = next((r.t for r in recs if r.version == new), None)
+        last_old = next((r.t for r in reversed(recs) if r.version == old), None)
+        both = sorted({math.floor(r.t - base) for r in recs if r.version == old}
+                      & {math.floor(r.t - base) for r in recs if r.version == new})
+        rows.append({"host": hname, "first_new": None if first_new is None else first_new - base,
+                     "last_old": None if last_old is None else last_old - base,
+                     "overlap": None if first_new is None or last_old is None else max(0.0, last_old - first_new),
+                     "old_after_new": sum(1 for r in recs if first_new is not None and r.t > first_new
+                                          and r.version == old),
+                     "both_seconds": both})
+    return rows
+
+
+def nx_report(ctx: dict) -> str:
+    args, names = ctx["args"], ctx["names"]
+    m = ctx["machine"]
+    steady: NPhase = ctx["steady"]
+    phases: list[NPhase] = [p for p in (ctx.get("deploy_phase"), ctx.get("rollback_phase")) if p]
+    L = ["# Benchmarks: the Next.js sample app deployed under load (sandbox fleet)", "",
+         "Generated by `bench/deploy_under_load.py --app nextjs` (see `bench/README.md`).", "",
+         f"- date: {ctx['date']} (UTC)",
+         f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, kernel {m['kernel']}, "
+         f"Python {m['python']}, Docker {m['docker']}",
+         f"- command: `{ctx['command']}`",
+         f"- app: examples/nextjs (Next.js 15, custom server with Socket.io), two builds whose page chunks differ: "
+         f"v1 = `{ctx['v1']}`, v2 = `{ctx['v2']}` (prebuilt, pushed, deployed by tag: "
+         "`deploy(env, DeployRequest(version=TAG))`, the in-process form of `inv deploy --version TAG`)",
+         f"- load: {args.browsers} browser threads (even: keep-alive, odd: a new connection per request), "
+         "alternating web1 (127.0.0.1:8101) and web2 (:8102); a page load = GET / then GET of every "
+         "`/_next/static/...` URL in the HTML; one shared pacer (rate below) and a cap of "
+         f"{args.max_requests:,} requests per phase; no retries; request timeout {args.timeout:g} s; "
+         f"pre-roll {args.pre_roll:g} s, post-roll {args.post_roll:g} s",
+         f"- realtime: per host one Socket.io client on long-polling and one on WebSocket, each a round "
+         f"'emit version, wait for the ack' every {args.realtime_interval:g} s; gap = longest time without "
+         "an ack over the deploy/rollback call",
+         f"- inventory: batch_size {ctx['batch']}, drain_seconds {ctx['drain']:g}, stop_timeout {ctx['stop']}, "
+         f"asset_path `{ctx['asset_path'] or '(off)'}`",
+         f"- total run time: {ctx['total']:.0f} s", "",
+         "What this is and is not: one run, on one 2-host sandbox whose hosts, registry and load "
+         "generator share this machine's CPUs; the browser load is paced (the rate below) and capped at "
+         f"{args.max_requests:,} requests per phase, so a deploy sees a few hundred page loads, not the "
+         "issue's 1,000; the realtime clients are minimal protocol implementations in Python (no "
+         "Socket.io client library); the overlap is read from page responses only (nginx serves the "
+         "bridged assets itself, without X-App-Version).", ""]
+
+    L += ["## 1. Requests and page loads", ""]
+    rows, ratio_rows = [], []
+    s0 = lat_stats(steady.recs)
+
+    def row(label, recs, pages, secs):
+        s = lat_stats(recs)
+        return s, [label, s["n"], s["fail"], len(pages), sum(1 for p in pages if p.asset_404),
+                   sum(1 for p in pages if p.failed), f1(s["p50"]), f1(s["p99"]), f1(s["max"]), f1(secs)]
+
+    _, r = row("steady state", steady.recs, steady.pages, steady.load_end - steady.load_start)
+    rows.append(r)
+    for p in phases:
+        _, r = row(f"{p.name}: whole phase", p.recs, p.pages, p.load_end - p.load_start)
+        rows.append(r)
+        inside = [x for x in p.pages if p.run.start <= x.t0 and x.t1 <= p.run.end]
+        d, r = row(f"{p.name}: during the call", within(p.recs, p.run.start, p.run.end), inside, p.run.wall)
+        rows.append(r)
+        ratio_rows.append([f"{p.name}: during the call / steady", ratio(d["p50"], s0["p50"]),
+                           ratio(d["p99"], s0["p99"]), ratio(d["max"], s0["max"])])
+        win = p.run.switch_window()
+        if win:
+            wp = [x for x in p.pages if win[0] <= x.t0 and x.t1 <= win[1]]
+            w, r = row(f"{p.name}: switch window", within(p.recs, *win), wp, win[1] - win[0])
+            rows.append(r)
+            ratio_rows.append([f"{p.name}: switch window / steady", ratio(w["p50"], s0["p50"]),
+                               ratio(w["p99"], s0["p99"]), ratio(w["max"], s0["max"])])
+    L += [f"Pace: {steady.rate:.0f} browser requests/s in every phase.", ""]
+    L += table(["window", "requests", "failed", "page loads", "with an asset 404", "failed page loads",
+                "p50 ms", "p99 ms", "max ms", "seconds"], rows)
+    L += ["", "A failed request: a status other than 200 (an asset 404 included), a connection error or a "
+          "timeout. A failed page load: its HTML or any of its assets failed. Latency of every request "
+          "(pages and assets).", ""]
+    for p in [steady, *phases]:
+        if p.capped_at:
+            base = p.run.start if p.run else p.load_start
+            L += [f"**Note:** the request cap was reached in `{p.name}` at {p.capped_at - base:+.1f} s "
+                  "(from the call's start): no page load after that.", ""]
+        if p.run and p.run.error:
+            L += [f"**The {p.name} call FAILED:** `{p.run.error.splitlines()[0]}`", ""]
+    L += ["Latency ratios (window / steady state):", ""]
+    L += table(["window", "p50", "p99", "max"], ratio_rows)
+    L += [""]
+
+    L += ["Slowest requests of each phase (s from the call's start; what was asked, of which host, the "
+          "X-App-Version of the answer, which switch step was running then):", ""]
+    srows = []
+    for p in [steady, *phases]:
+        base = p.run.start if p.run else p.load_start
+        steps = [(s_, e_, step) for step, _h, s_, e_ in p.run.spans] if p.run else []
+        for r in sorted(p.recs, key=lambda r: r.lat, reverse=True)[:5]:
+            running = sorted({step.replace("switch: ", "") for s_, e_, step in steps if s_ <= r.t <= e_})
+            srows.append([p.name, f"{r.t - base:+.2f}", f1(r.lat * 1000), NX_KINDS[r.kind], TARGETS[r.host][0],
+                          "fresh" if r.fresh else ("keep-alive, reused" if r.reused else "keep-alive, new"),
+                          names.get(r.version, r.version) or "-", "; ".join(running)[:90] or "-"])
+    L += table(["phase", "start s", "ms", "request", "host", "connection", "version", "steps running"], srows)
+    L += [""]
+
+    frows = []
+    for p in [steady, *phases]:
+        base = p.run.start if p.run else p.load_start
+        groups: dict[tuple, list[NRec]] = defaultdict(list)
+        for r in p.recs:
+            if r.fail:
+                groups[(r.fail, NX_KINDS[r.kind], "fresh" if r.fresh else "keep-alive", TARGETS[r.host][0])].append(r)
+        for (kind, what, conn, host), rs in sorted(groups.items()):
+            frows.append([p.name, kind, what, conn, host, len(rs),
+                          ", ".join(f"{r.t - base:+.2f}" for r in rs[:10]) + (" ..." if len(rs) > 10 else "")])
+    L += ["### Failures, by kind", ""]
+    L += table(["phase", "kind", "request", "connection", "host", "count", "start, s from the call's start"],
+               frows) if frows else ["No failed request in any phase."]
+    L += [""]
+
+    L += ["## 2. Realtime (Socket.io) across the call", ""]
+    rrows = []
+    for p in phases:
+        a, b = p.run.start + p.mono_offset, p.run.end + p.mono_offset
+        for cname, c in p.realtime.items():
+            versions = [v for _, v in c.acks]
+            losses = getattr(c, "losses", None)
+            lost = "-" if losses is None else (f"{sum(1 for _, cl, _ in losses if cl)} clean, "
+                                               f"{sum(1 for _, cl, _ in losses if not cl)} abrupt")
+            rrows.append([p.name, cname, f2(c.gap(a, b)), len(c.acks), c.sessions, lost,
+                          " -> ".join(dict.fromkeys(names.get(v, v) for v in versions)) or "-"])
+    L += table(["phase", "client", "longest gap s", "acks", "sessions", "sessions lost", "versions seen"], rrows)
+    L += ["", "Long-polling: a lost session is a 400 'Session ID unknown' (a request reached the other "
+          "container), a close packet or a connection error; the client then connects again. WebSocket: "
+          "'clean' = a close frame (or Engine.IO close) arrived before the connection ended.", ""]
+
+    L += ["## 3. Mixed-version overlap per host (X-App-Version of page responses)", ""]
+    orows = []
+    for p, (old, new) in zip(phases, ctx["version_pairs"], strict=False):
+        for o in nx_overlap(p, old, new):
+            both = o["both_seconds"]
+            orows.append([p.name, o["host"], f"{names.get(old, old)} -> {names.get(new, new)}", f2(o["first_new"]),
+                          f2(o["last_old"]), f2(o["overlap"]), o["old_after_new"],
+                          f"{both[0]:+d} .. {both[-1]:+d} ({len(both)})" if both else "none"])
+    L += table(["phase", "host", "versions", "first new answer (s)", "last old answer (s)", "overlap (s)",
+                "old answers after first new", "seconds in which both answered: first .. last (count)"], orows)
+    L += ["", "Seconds from the start of the call.", ""]
+
+    L += ["## 4. Deploy wall time of a prebuilt image: 2 web hosts vs 1 web host", "",
+          "`deploy(env, DeployRequest(version=TAG))` on both web hosts vs with `exclude=('web2',)` "
+          "(`inv deploy --host sandbox --exclude web2`); images already on the hosts; no load; "
+          "interleaved 2,1,1,2,...", ""]
+    L += table(["run", "version", "wall s", "outcome"],
+               [[r.label, names.get(r.version, r.version) or "-", f2(r.wall),
+                 r.error.splitlines()[0][:60] if r.error else "ok"] for r in ctx["timing_order"]])
+    m2, m1 = median_wall(ctx["deploy2"]), median_wall(ctx["deploy1"])
+    L += ["", table_line("median, 2 web hosts", m2, len(ok_runs(ctx["deploy2"]))),
+          table_line("median, 1 web host", m1, len(ok_runs(ctx["deploy1"]))),
+          f"- **ratio 2 hosts / 1 host: {ratio(m2, m1)}**", ""]
+    cols = [("2-host deploy", ok_runs(ctx["deploy2"])), ("1-host deploy", ok_runs(ctx["deploy1"]))]
+    cols += [(p.name, [p.run]) for p in phases if not p.run.error]
+    srows = []
+    for _, _, step in STEPS:
+        vals = [statistics.median([r.steps.get(step, 0.0) for r in runs]) if runs else math.nan for _, runs in cols]
+        if any(v and not math.isnan(v) and v >= 0.005 for v in vals):
+            srows.append([step, *[f2(v) for v in vals]])
+    srows.append(["**wall time**", *[f2(statistics.median([r.wall for r in runs])) if runs else "-"
+                                    for _, runs in cols]])
+    L += ["Where the time goes (seconds per step, median; timing wrappers around ops functions):", ""]
+    L += table(["step", *[c for c, _ in cols]], srows)
+    L += [""]
+
+    L += ["## Against the targets of issue 8", ""]
+    dp = ctx.get("deploy_phase")
+    if dp:
+        inside = within(dp.recs, dp.run.start, dp.run.end)
+        pages_in = [x for x in dp.pages if dp.run.start <= x.t0 and x.t1 <= dp.run.end]
+        win = dp.run.switch_window()
+        w = lat_stats(within(dp.recs, *win)) if win else None
+        gaps = [c.gap(dp.run.start + dp.mono_offset, dp.run.end + dp.mono_offset) for c in dp.realtime.values()]
+        ov = [o["overlap"] for o in nx_overlap(dp, *ctx["version_pairs"][0]) if o["overlap"] is not None]
+        L += table(["target", "measured (deploy v1 -> v2)"], [
+            ["0 failed of >= 5,000 requests per deploy",
+             f"{sum(1 for r in inside if r.fail)} failed of {len(inside)} (capped at {args.max_requests:,}/phase)"],
+            ["0 asset 404s of >= 1,000 page loads",
+             f"{sum(p.asset_404 for p in pages_in)} asset 404s in {len(pages_in)} page loads"],
+            ["realtime gap <= 2 s", f"max {f2(max(gaps) if gaps else None)} s"],
+            ["p99 in the switch window <= 2x steady", ratio(w["p99"], s0["p99"]) if w else "-"],
+            ["mixed-version overlap per host <= 1 s", f"max {f2(max(ov) if ov else None)} s"],
+            ["2-host deploy <= 1.3x a 1-host deploy", ratio(m2, m1)],
+            ["2-host deploy <= 20 s", f"{f2(m2)} s"],
+        ])
+        L += [""]
+    if ctx.get("errors"):
+        L += ["## Errors during the run", ""] + [f"- `{e}`" for e in ctx["errors"]] + [""]
+    L += [f"Fleet before the run: {ctx.get('before', '?')}; at the end: {ctx.get('final', '?')}", ""]
+    return "\n".join(L)
+
+
+def main_nextjs(args, command: str) -> int:
+    from ops.registry import app_refs
+    from ops.sandbox.images import BASE_IMAGE, ensure_base
+
+    started = time.monotonic()
+    ctx: dict = {"args": args, "command": command, "machine": machine(), "errors": [],
+                 "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M")}
+    install_step_timer()
+    env = load_environment("sandbox")
+    ctx.update(batch=env.deploy.batch_size, drain=env.deploy.drain_seconds, stop=env.deploy.stop_timeout,
+               asset_path=env.deploy.asset_path)
+    print("sandbox.up (idempotent)", flush=True)
+    sandbox.up(env)
+    wait_lock_free(env)
+    # What each host serves (whatever the health status): put back at the end.
+    before = {h: s.split(" ", 1)[1] for h, s in served().items()
+              if s.split(" ", 1)[0].isdigit() and s.split(" ", 1)[1] not in ("None", "")}
+    ctx["before"] = ", ".join(f"{h}: {v}" for h, v in before.items()) or "nothing"
+    print(f"served before: {ctx['before']}", flush=True)
+
+    print("\n== build (cached) and push v1, v2 of examples/nextjs", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-nextjs-"))
+    try:
+        ensure_base()
+        built = nextjs.build_versions(work, BASE_IMAGE, lambda tag: app_refs(env, tag)[0])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    v1, v2 = built["v1"]["tag"], built["v2"]["tag"]
+    ctx.update(v1=v1, v2=v2, names={v1: "v1", v2: "v2"})
+    for k, b in built.items():
+        print(f"   {k}: {b['tag']} build {b['build_s']:.1f} s, push {b['push_s']:.1f} s", flush=True)
+
+    def dep(tag: str, exclude: tuple[str, ...] = ()):
+        return lambda say: deploy(env, DeployRequest(version=tag, exclude=exclude), say)
+
+    try:
+        subprocess.run([str(Path(sys.executable).parent / "inv"), "accessory.boot", "--host", "sandbox", "postgres"],
+                       cwd=ROOT, check=True, timeout=600, stdin=subprocess.DEVNULL)
+        print("\n== setup: deploy v1 on both web hosts (not under load)", flush=True)
+        setup = timed_call("deploy", "setup deploy v1", dep(v1))
+        if setup.error:
+            raise RuntimeError(f"setup deploy of v1 failed: {setup.error}")
+        # Pace so that ~90% of the cap falls in a call as long as the setup deploy, plus the rolls.
+        rate = min(args.max_rate, 0.9 * args.max_requests / (setup.wall * 1.2 + args.pre_roll + args.post_roll))
+        load_deadline = now() + args.max_load_seconds
+        nx_phase("warm-up", args, cap=200, rate=rate, deadline=load_deadline, seconds=2)
+        ctx["steady"] = nx_phase("steady state", args, cap=args.max_requests, rate=rate, deadline=load_deadline,
+                                 seconds=args.steady_seconds)
+        ctx["deploy_phase"] = nx_phase("deploy v1->v2", args, cap=args.max_requests, rate=rate,
+                                       deadline=load_deadline, action=dep(v2), label="deploy v2 under load")
+        ctx["rollback_phase"] = nx_phase("rollback v2->v1", args, cap=args.max_requests, rate=rate,
+                                         deadline=load_deadline,
+                                         action=lambda say: rollback(env, DeployRequest(), None, say),
+                                         label="rollback under load")
+        ctx["version_pairs"] = [(v1, v2), (v2, v1)]
+        print(f"   serving: {served()}", flush=True)
+
+        print("\n== deploy wall time, prebuilt image: 2 web hosts vs 1 web host", flush=True)
+        ctx["deploy2"], ctx["deploy1"], ctx["timing_order"] = [], [], []
+        web1 = v1
+        for i in range(args.runs):
+            for which in ((2, 1) if i % 2 == 0 else (1, 2)):
+                if time.monotonic() - started > args.max_total_seconds:
+                    ctx["errors"].append("time budget (--max-total-seconds) exhausted: remaining timed runs skipped")
+                    break
+                tag = v2 if web1 == v1 else v1
+                run = timed_call("deploy", f"{which} host{'s' if which == 2 else ''} #{i + 1} -> "
+                                 f"{ctx['names'][tag]}", dep(tag, () if which == 2 else ("web2",)), quiet=True)
+                (ctx["deploy2"] if which == 2 else ctx["deploy1"]).append(run)
+                ctx["timing_order"].append(run)
+                if not run.error:
+                    web1 = tag
+    except Exception as exc:  # noqa: BLE001 - reported, then the fleet is restored
+        traceback.print_exc()
+        ctx["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    finally:
+        restore = sorted(set(before.values()))
+        now_serving = {h: s.split(" ", 1)[-1] for h, s in served().items()}
+        if restore and all(now_serving.get(h) == v for h, v in before.items()):
+            print(f"\n== restore: the fleet already serves what it served before ({ctx['before']})", flush=True)
+        elif len(restore) == 1:
+            print(f"\n== restore: deploy {restore[0]} (served before) on both web hosts", flush=True)
+            final = timed_call("deploy", "restore", dep(restore[0]), quiet=True)
+            if final.error:
+                ctx["errors"].append(f"restoring deploy: {final.error.splitlines()[0]}")
+        elif restore:
+            for h, tag in before.items():
+                others = tuple(x for x, _ in TARGETS if x != h)
+                final = timed_call("deploy", f"restore {h}", dep(tag, others), quiet=True)
+                if final.error:
+                    ctx["errors"].append(f"restoring {h}: {final.error.splitlines()[0]}")
+        ctx["final"] = ", ".join(f"{h}: {s}" for h, s in served().items())
+        print(f"   serving: {ctx['final']}", flush=True)
+
+    ctx["total"] = time.monotonic() - started
+    for key in ("deploy2", "deploy1", "timing_order", "version_pairs"):
+        ctx.setdefault(key, [])
+    if "steady" not in ctx:
+        print("no measurement was made", file=sys.stderr)
+        return 1
+    text = nx_report(ctx)
+    print("\n" + text)
+    if args.out:
+        write_section(args.out, "nextjs-deploy-bench", text)
         print(f"written to {args.out}")
     return 0
 
