@@ -16,6 +16,7 @@ Deploy order, and what a failure at each step leaves behind:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +36,7 @@ from ops.deploy.release import (
     read_history,
     release_id,
 )
-from ops.deploy.switch import AppSettings, ensure_network, switch_host
+from ops.deploy.switch import AppSettings, cut_over, ensure_network, prepare_host, retire_others, switch_host
 from ops.errors import ConfigError, HostUnreachable, OpsError
 from ops.hooks import run_hook
 from ops.inventory import Environment, Host
@@ -213,27 +214,49 @@ class Deployment:
         return now
 
     def _switch_all(self, release: Release, previous: dict[str, Release | None]) -> None:
+        """Start the release on every web host at once (health-gated, off the service name), then
+        cut over in batches; each batch's old containers drain and stop in the background while
+        the next batch cuts over. Any failure: wait for those, then every touched host goes back."""
         batch = self.req.batch or self.env.deploy.batch_size
         app = self.app_env.app_settings()
         timeout = self.req.health_timeout or self.env.health.timeout
         touched: list[Host] = []
+        retiring: list[_Background] = []
         try:
+            self.say(f"starting {release.version} on {', '.join(h.name for h in self.web)} "
+                     "(health-gated; nothing serves it yet)")
+            touched = list(self.web)  # a half-prepared host is cleaned up like a switched one
+            ready = self.gw.map(lambda h: prepare_host(self.gw, h, release, app, health_timeout=timeout), self.web)
+            if ready.failed:
+                raise FleetError(f"start of {release.version}", ready.failed, total=len(self.web))
+            touched = []
             for start in range(0, len(self.web), batch):
                 group = self.web[start:start + batch]
                 touched += group
                 self.say(f"switching {', '.join(h.name for h in group)} to {release.version}")
-                results = self.gw.map(lambda h: switch_host(self.gw, h, release, app, health_timeout=timeout), group)
+                results = self.gw.map(lambda h: cut_over(self.gw, h, release, ready.ok[h.name]), group)
                 for name in results.ok:
                     self.say(f"  {name}: serving {release.version}")
                 if results.failed:
                     raise FleetError(f"switch to {release.version}", results.failed, total=len(group))
+                # NOTE: off the critical path: the next batch cuts over while this one's old
+                # containers drain and stop (they no longer matter to it).
+                retiring.append(_Background(self._retire_fn(group, ready.ok)))
+            for job in retiring:
+                job.result().raise_if_failed(f"stopping the old release for {release.version}")
         except BaseException as exc:
             with shielded_from_ctrl_c(self.say):
+                for job in retiring:  # never clean up while a host is still being worked on
+                    job.join()
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 self.say(f"deploy {why}: putting {', '.join(h.name for h in touched)} back on the previous release")
                 rolled = self._roll_back_hosts(touched, release, previous, app, timeout)
             raise DeployFailed(f"deploy of {release.version} {why} during the switch: {exc}".rstrip()
                                + f"\n{rolled}") from None
+
+    def _retire_fn(self, group: list[Host], serving: dict[str, str]):
+        """Drain and stop what ``group`` served before (their new containers are ``serving``)."""
+        return lambda: self.gw.map(lambda host: retire_others(self.gw, host, serving[host.name]), group)
 
     def _roll_back_hosts(self, hosts: list[Host], failed: Release, previous: dict[str, Release | None],
                          app: AppSettings, timeout: float) -> str:
@@ -450,6 +473,32 @@ class Deployment:
                         {**vars(release), "outcome": outcome, "hosts": [h.name for h in self.web]})
         except Exception as exc:  # noqa: BLE001 - the deploy itself succeeded
             self.warnings.append(f"central release record failed: {type(exc).__name__}: {self.masker(str(exc))}")
+
+
+class _Background:
+    """A function run in a thread; ``result()`` joins it and returns or re-raises."""
+
+    def __init__(self, fn):
+        self._value = None
+        self._error: BaseException | None = None
+
+        def run():
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever joins
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True, name="ops-retire")
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _rid(release: Release | None) -> str | None:

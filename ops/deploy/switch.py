@@ -255,8 +255,9 @@ def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
     assets.prune(gw, host, [rid for rid in [current, *kept_ids] if rid])
 
 
-def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
-    """Make ``release`` the one serving on ``host``; on failure the host keeps serving what it served."""
+def prepare_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> str:
+    """Start ``release`` on ``host`` behind its health check, its static files bridged, the proxy
+    ready; nothing serves it yet. Returns the container name (removed again on failure)."""
     ensure_network(gw, host)
     name = start_container(gw, host, release, app)
     try:
@@ -266,7 +267,18 @@ def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, 
         raise
     assets.collect(gw, host, name, release.id)
     ensure_proxy(gw, host, app)
+    return name
+
+
+def cut_over(gw: Gateway, host: Host, release: Release, name: str) -> None:
+    """The prepared container joins the service name; the site serves it; it is current."""
     join_service(gw, host, name)
     wait_serving(gw, host, release)
     set_current(gw, host, release.id)
+
+
+def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
+    """Make ``release`` the one serving on ``host``; on failure the host keeps serving what it served."""
+    name = prepare_host(gw, host, release, app, health_timeout=health_timeout)
+    cut_over(gw, host, release, name)
     retire_others(gw, host, name)

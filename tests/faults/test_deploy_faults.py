@@ -90,7 +90,10 @@ def test_health_check_failing_on_one_of_two_hosts_rolls_every_host_back(fleet):
     finally:
         h.docker("exec", h.container_name("web1"), "docker", "rmi", ref, timeout=60, check=False)
     h.assert_one_clear_error(out, 1, "web2", "health")
-    assert "switching web1" in out.output or "web1: serving" in out.output, f"web1 was never switched:\n{out}"
+    # Every host starts the new release behind its health check before any switches: web2's
+    # failure stops the deploy with nothing switched, and web1's healthy new container goes.
+    assert "starting " in out.output and "switching " not in out.output, f"a host was switched:\n{out}"
+    assert "web1: back on" in out.output, str(out)
     h.assert_one_version({old})
     h.assert_lock_free()
 
