@@ -62,6 +62,7 @@ from ops.lock import status as lock_status
 from ops.remote import Gateway
 from tests.support import nextjs
 from tests.support.app_repo import apply_variant, head_sha, make_app_repo
+from tests.support.websocket import ws_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # the only address load is sent to
@@ -835,16 +836,21 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     ctx["total"] = time.monotonic() - started
-    for key in ("deploy2", "deploy1", "timing_order", "rollbacks", "paired_deploys", "rollback_order",
-                "version_pairs"):
+    return finish(ctx, args, report, "deploy-bench", ("deploy2", "deploy1", "timing_order", "rollbacks",
+                                                      "paired_deploys", "rollback_order", "version_pairs"))
+
+
+def finish(ctx: dict, args, render, section: str, lists: tuple[str, ...]) -> int:
+    """Print the report and write it into its section of ``--out``; 1 when nothing was measured."""
+    for key in lists:
         ctx.setdefault(key, [])
     if "steady" not in ctx:
         print("no measurement was made", file=sys.stderr)
         return 1
-    text = report(ctx)
+    text = render(ctx)
     print("\n" + text)
     if args.out:
-        write_section(args.out, "deploy-bench", text)
+        write_section(args.out, section, text)
         print(f"written to {args.out}")
     return 0
 
@@ -953,18 +959,8 @@ class SocketIOWebSocket:
         return out
 
     def _send(self, payload: bytes, opcode: int = 1) -> None:
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         try:
-            self.sock.sendall(head + mask + body)
+            self.sock.sendall(ws_frame(opcode, payload))
         except OSError as exc:
             raise self.Gone(f"send: {type(exc).__name__}", False) from None
 
@@ -1513,17 +1509,7 @@ def main_nextjs(args, command: str) -> int:
         print(f"   serving: {ctx['final']}", flush=True)
 
     ctx["total"] = time.monotonic() - started
-    for key in ("deploy2", "deploy1", "timing_order", "version_pairs"):
-        ctx.setdefault(key, [])
-    if "steady" not in ctx:
-        print("no measurement was made", file=sys.stderr)
-        return 1
-    text = nx_report(ctx)
-    print("\n" + text)
-    if args.out:
-        write_section(args.out, "nextjs-deploy-bench", text)
-        print(f"written to {args.out}")
-    return 0
+    return finish(ctx, args, nx_report, "nextjs-deploy-bench", ("deploy2", "deploy1", "timing_order", "version_pairs"))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import psycopg
 import pytest
 
 from tests.support.app_repo import ROOT, apply_variant, git, head_sha, make_app_repo
+from tests.support.websocket import ws_frame
 
 BASE_IMAGE = "ops-sandbox/debian:bookworm"
 POSTGRES_CONTEXT = ROOT / "ops" / "sandbox" / "docker" / "postgres"
@@ -293,19 +294,6 @@ class Reader:
             self.buf += chunk
         out, self.buf = self.buf, b""
         return out
-
-
-def ws_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    mask = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def ws_read(reader: Reader) -> tuple[int, bool, bytes]:
