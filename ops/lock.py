@@ -121,11 +121,6 @@ def read_state(gw: Gateway, host: Host) -> LockState | None:
     return judge(Holder.from_json(rest.strip() or "{}"), age)
 
 
-def read_holder(gw: Gateway, host: Host) -> Holder | None:
-    state = read_state(gw, host)
-    return state.holder if state else None
-
-
 def release_hint(env_name: str) -> str:
     return f"inv lock.release --host {env_name}"
 

@@ -31,7 +31,7 @@ from ops.remote import Gateway
 
 Say = Callable[[str], None]
 
-__all__ = ["Operation", "Plan", "first_line", "shielded_from_ctrl_c"]
+__all__ = ["Operation", "Plan", "first_line"]
 
 
 def _quiet(_: str) -> None:

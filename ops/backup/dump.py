@@ -28,13 +28,13 @@ Only the Postgres accessory is supported as the source: an external database
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from ops import __version__, audit
+from ops.background import Background
 from ops.backup import crypto, manifest
 from ops.backup.command_upload import stream_to_s3
 from ops.backup.context import BackupContext, BackupFailed
@@ -42,10 +42,8 @@ from ops.commands import Argv, docker, render
 from ops.deploy.release import current_release_id
 from ops.operation import Operation
 from ops.postgres import (
-    CHECKSUM_SCHEME,
     PgTarget,
     conninfo_value,
-    migration_head,
     open_snapshot,
     pg_target,
     session,
@@ -68,33 +66,6 @@ def pg_dump_argv(target: PgTarget, *, snapshot: str | None, application_name: st
                             f"--username={target.user}", *((f"--snapshot={snapshot}",) if snapshot else ()),
                             f"--dbname={conninfo}")
 
-
-class Background:
-    """``fn(*args)`` in a daemon thread: a stuck call can never keep the process from exiting."""
-
-    def __init__(self, fn, *args, **kwargs):
-        self._value = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._value = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to result()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, daemon=True, name="ops-background")
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def result(self, timeout: float | None = None):
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"still running after {timeout:g}s")
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 # ---------------------------------------------------------------- backup.db
 
@@ -188,9 +159,3 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
         ctx.say(f"warning: {warning}")
     return m
 
-
-# NOTE: transitional. ops/backup/verify.py and tests/unit/test_backup_verify.py (another engineer's files)
-# still import these from here; their home is ops.postgres and ops.backup.context. Drop once they moved.
-__all__ = ["APPLICATION_PREFIX", "Background", "backup_db", "pg_dump_argv", "plan_db",
-           "BackupContext", "BackupFailed", "CHECKSUM_SCHEME", "PgTarget", "migration_head", "pg_target",
-           "session", "table_stats"]

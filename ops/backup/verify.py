@@ -30,19 +30,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ops import audit
 from ops.backup import catalog, crypto
 from ops.backup.catalog import Entry
-from ops.backup.dump import (
-    CHECKSUM_SCHEME,
-    BackupContext,
-    PgTarget,
-    migration_head,
-    pg_target,
-    session,
-    table_stats,
-)
+from ops.backup.context import BackupContext
 from ops.backup.manifest import Manifest
 from ops.backup.stream_upload import download_stream
 from ops.commands import Argv, docker
 from ops.errors import OpsError
+from ops.postgres import CHECKSUM_SCHEME, PgTarget, migration_head, pg_target, session, table_stats
 from ops.remote import Gateway, pipe_into
 
 CHUNK = 1024 * 1024
@@ -220,7 +213,8 @@ def verify_db(ctx: BackupContext, gw: Gateway, entry: Entry) -> VerifyResult:
         if restore_error is not None:
             result.problems = [f"pg_restore failed: {restore_error}"]
             return result
-        with session(gw, target, dbname=name) as conn:
+        # NOTE: counts (and hashes) whole tables: the long bound, as backup.db's own counting session.
+        with session(gw, target, dbname=name, statement_timeout=gw.env.ssh.command_timeout) as conn:
             counts, sums = table_stats(conn, checksums=bool(m.table_checksums))
             head = migration_head(conn)
         result.tables, result.rows = len(counts), sum(counts.values())

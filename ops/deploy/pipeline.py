@@ -16,12 +16,12 @@ Deploy order, and what a failure at each step leaves behind:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ops import audit, s3
 from ops.appenv import check_env_file, schema_for, secret_values
+from ops.background import Background
 from ops.commands import docker, shell
 from ops.commands.nginx import body_limit_for_upload
 from ops.deploy import image as images
@@ -39,10 +39,11 @@ from ops.deploy.release import (
 from ops.deploy.switch import AppSettings, cut_over, ensure_network, prepare_host, retire_others, switch_host
 from ops.errors import ConfigError, HostUnreachable, OpsError
 from ops.hooks import run_hook
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.masking import Masker
-from ops.operation import Operation, Plan, shielded_from_ctrl_c
+from ops.operation import Operation, Plan
 from ops.postgres import DatabaseURL, applied_migrations, connect_via
 from ops.registry import app_refs, service_ref
 from ops.remote import FleetError, Gateway
@@ -58,7 +59,6 @@ class DeployFailed(OpsError):
 class DeployRequest:
     version: str | None = None
     batch: int | None = None
-    dry_run: bool = False
     allow_dirty: bool = False
     lock_wait: float = 0.0
     health_timeout: float | None = None
@@ -172,6 +172,11 @@ class Deployment:
     def close(self) -> None:
         self.gw.close()
 
+    @property
+    def batch(self) -> int:
+        """Web hosts switched at a time: ``--batch`` or ``deploy.batch_size``."""
+        return self.req.batch or self.env.deploy.batch_size
+
     # -- helpers ---------------------------------------------------------
     def _operation(self, action: str, version: str | None, detail: str) -> Operation:
         if self.req.exclude:
@@ -217,11 +222,11 @@ class Deployment:
         """Start the release on every web host at once (health-gated, off the service name), then
         cut over in batches; each batch's old containers drain and stop in the background while
         the next batch cuts over. Any failure: wait for those, then every touched host goes back."""
-        batch = self.req.batch or self.env.deploy.batch_size
+        batch = self.batch
         app = self.app_env.app_settings()
         timeout = self.req.health_timeout or self.env.health.timeout
         touched: list[Host] = []
-        retiring: list[_Background] = []
+        retiring: list[Background] = []
         try:
             self.say(f"starting {release.version} on {', '.join(h.name for h in self.web)} "
                      "(health-gated; nothing serves it yet)")
@@ -241,7 +246,7 @@ class Deployment:
                     raise FleetError(f"switch to {release.version}", results.failed, total=len(group))
                 # NOTE: off the critical path: the next batch cuts over while this one's old
                 # containers drain and stop (they no longer matter to it).
-                retiring.append(_Background(self._retire_fn(group, ready.ok)))
+                retiring.append(Background(self._retire_fn(group, ready.ok)))
             for job in retiring:
                 job.result().raise_if_failed(f"stopping the old release for {release.version}")
         except BaseException as exc:
@@ -291,20 +296,23 @@ class Deployment:
             tag = images.version_for(source, allow_dirty=req.allow_dirty)
         registry_ref, host_ref = app_refs(env, tag)
         current = self._previous()
-        batch = req.batch or env.deploy.batch_size
-        plan = DeployPlan(action="deploy", env=env.name, summary="", tag=tag, image=host_ref, current=current,
-                          build_from=str(source.path) if source else None, batch=batch)
         olds = sorted({_version(r) for r in current.values()})
-        plan.summary = f"deploy {tag} to {', '.join(h.name for h in self.web)} (now: {', '.join(olds)})"
+        plan = DeployPlan(action="deploy", env=env.name, tag=tag, image=host_ref, current=current,
+                          build_from=str(source.path) if source else None,
+                          summary=f"deploy {tag} to {', '.join(h.name for h in self.web)} (now: {', '.join(olds)})")
         plan.lines = [(f"build {registry_ref} from {source.path} (commit {source.sha[:12]}) and push it"
                        if source else f"use the pushed image {registry_ref}"),
                       *self._pull_and_migrate_lines(host_ref),
-                      f"switch {batch} web host(s) at a time, health-gated ({env.health.path}); "
+                      f"switch {self.batch} web host(s) at a time, health-gated ({env.health.path}); "
                       "any failure puts every switched host back"]
-        if req.exclude:
-            plan.lines.append(f"EXCLUDED (not touched, recorded in the audit): {', '.join(req.exclude)}")
+        return self._per_host(plan)
+
+    def _per_host(self, plan: DeployPlan) -> DeployPlan:
+        """What every plan shows besides its own lines: the exclusions, and per host old -> new."""
+        if self.req.exclude:
+            plan.lines.append(f"EXCLUDED (not touched, recorded in the audit): {', '.join(self.req.exclude)}")
         for h in self.web:
-            plan.steps[h.name] = [f"{_version(current.get(h.name))} -> {tag}"]
+            plan.steps[h.name] = [f"{_version(plan.current.get(h.name))} -> {plan.tag}"]
         return plan
 
     def _pull_and_migrate_lines(self, image: str) -> list[str]:
@@ -417,14 +425,10 @@ class Deployment:
                           current=current, target=release,
                           summary=f"roll {', '.join(h.name for h in self.web)} back to {release.version} "
                                   f"(release {release.id})")
-        plan.lines = [f"switch {self.req.batch or self.env.deploy.batch_size} web host(s) at a time to the "
+        plan.lines = [f"switch {self.batch} web host(s) at a time to the "
                       "retained release with its own env file, health-gated",
                       "migrations applied since that release are NOT reversed (listed after the switch)"]
-        if self.req.exclude:
-            plan.lines.append(f"EXCLUDED (not touched, recorded in the audit): {', '.join(self.req.exclude)}")
-        for h in self.web:
-            plan.steps[h.name] = [f"{_version(current.get(h.name))} -> {release.version}"]
-        return plan
+        return self._per_host(plan)
 
     def rollback(self, plan: DeployPlan) -> DeployResult:
         gw, release = self.gw, plan.target
@@ -475,32 +479,6 @@ class Deployment:
             self.warnings.append(f"central release record failed: {type(exc).__name__}: {self.masker(str(exc))}")
 
 
-class _Background:
-    """A function run in a thread; ``result()`` joins it and returns or re-raises."""
-
-    def __init__(self, fn):
-        self._value = None
-        self._error: BaseException | None = None
-
-        def run():
-            try:
-                self._value = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever joins
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, daemon=True, name="ops-retire")
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 def _rid(release: Release | None) -> str | None:
     return release.id if release else None
 
@@ -515,7 +493,6 @@ class DeployPlan(Plan):
     image: str = ""
     current: dict[str, Release | None] = field(default_factory=dict)
     build_from: str | None = None
-    batch: int = 1
     target: Release | None = None  # rollback: the release every host goes back to
 
 
@@ -532,13 +509,9 @@ def plan(env: Environment, req: DeployRequest, say: Say, *, rollback_to: str | N
 
 
 def deploy(env: Environment, req: DeployRequest, say: Say) -> DeployResult:
-    """Plan and apply a deploy (``req.dry_run``: print the plan only and return None)."""
+    """Plan and apply a deploy in one call (``inv deploy`` shows the plan in between)."""
     run, p = plan(env, req, say)
     try:
-        if req.dry_run:
-            for line in p.render():
-                say(line)
-            return None
         return run.deploy(p)
     finally:
         run.close()
@@ -547,10 +520,6 @@ def deploy(env: Environment, req: DeployRequest, say: Say) -> DeployResult:
 def rollback(env: Environment, req: DeployRequest, to: str | None, say: Say) -> DeployResult:
     run, p = plan(env, req, say, rollback=True, rollback_to=to)
     try:
-        if req.dry_run:
-            for line in p.render():
-                say(line)
-            return None
         return run.rollback(p)
     finally:
         run.close()

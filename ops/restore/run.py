@@ -12,8 +12,9 @@ from ops.backup.context import BackupContext
 from ops.backup.manifest import SAFETY_REASON
 from ops.backup.timeparse import format_utc
 from ops.errors import OpsError
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Host
-from ops.operation import Operation, shielded_from_ctrl_c
+from ops.operation import Operation
 from ops.registry import service_ref
 from ops.remote import Gateway
 from ops.restore.database import (

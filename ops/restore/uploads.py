@@ -12,8 +12,9 @@ from ops.backup import uploads as backup_uploads
 from ops.backup.context import BackupContext
 from ops.commands import docker
 from ops.errors import OpsError
+from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Environment, Host
-from ops.operation import Operation, shielded_from_ctrl_c
+from ops.operation import Operation
 from ops.remote import Gateway, pipe_into
 from ops.restore.errors import RestoreFailed
 from ops.restore.objects import check_streamed, object_stream

@@ -398,6 +398,13 @@ def inventory_copy(env: Environment, **changes) -> Iterator[str]:
         path.unlink(missing_ok=True)
 
 
+def assert_interrupted_cleanly(out) -> None:
+    """(d) for Ctrl-C: exit 1 or 130, says it was interrupted, no traceback."""
+    assert "Traceback" not in out.output, str(out)
+    assert out.code in (1, 130), str(out)
+    assert "interrupt" in out.output.lower(), str(out)
+
+
 def interrupt_twice(run: Running, gap: float = 1.0) -> None:
     run.signal(signal.SIGINT)
     time.sleep(gap)

@@ -125,9 +125,7 @@ def test_ctrl_c_during_the_image_pull_stops_cleanly_and_changes_nothing(fleet):
         out = run.finish()
     finally:
         run.kill()
-    assert "Traceback" not in out.output, str(out)
-    assert out.code in (1, 130), str(out)
-    assert "interrupt" in out.output.lower(), str(out)
+    h.assert_interrupted_cleanly(out)
     assert "switching" not in out.output, str(out)
     h.assert_one_version({old})
     h.assert_lock_free()
@@ -143,9 +141,7 @@ def test_two_ctrl_c_during_the_switch_still_end_on_one_version_with_the_lock_fre
         out = run.finish()
     finally:
         run.kill()
-    assert "Traceback" not in out.output, str(out)
-    assert out.code in (1, 130), str(out)
-    assert "interrupt" in out.output.lower(), str(out)
+    h.assert_interrupted_cleanly(out)
     h.assert_one_version({old, new})
     h.assert_lock_free()
 

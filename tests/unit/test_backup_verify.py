@@ -8,9 +8,9 @@ import re
 from datetime import UTC, datetime
 
 from ops.backup import verify
-from ops.backup.dump import PgTarget
 from ops.backup.manifest import Manifest
 from ops.inventory import Host
+from ops.postgres import PgTarget
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
