@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ops.errors import ConfigError, OpsError
+from ops.progress import WARNING
+from ops.render import marks_for
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -42,7 +44,8 @@ class Output:
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
-        print(f"warning: {text}", file=sys.stderr, flush=True)
+        # Yellow with a "!" on a terminal; the same plain line in a pipe, a cron mail, --json, NO_COLOR.
+        print(marks_for(sys.stderr, json=self.json).line(f"warning: {text}", WARNING), file=sys.stderr, flush=True)
 
     def result(self, data) -> None:
         """The task's machine-readable result (printed in the envelope under --json)."""

@@ -14,6 +14,7 @@ from ops.backup.stream_upload import upload_stream
 from ops.errors import OpsError
 from ops.inventory import Host
 from ops.masking import Masker
+from ops.progress import counting_reader
 from ops.remote import Gateway, RemoteStream
 
 
@@ -61,8 +62,12 @@ def stream_to_s3(ctx: BackupContext, gw: Gateway, host: Host, command, key: str,
     """
     stream = gw.stream(host, command)
     try:
-        result = upload_stream(ctx.client, ctx.bucket, key, ExitCheckedStream(stream), part_size=part_size,
-                               expected_size=expected_size, sse=ctx.env.s3.sse, encryptor=encryptor)
+        # NOTE: ``expected_size`` is an estimate (the database's size): the bar's total, not a check.
+        with ctx.progress.transfer(f"{what} -> s3 {key.rsplit('/', 1)[-1]}", total=expected_size,
+                                   host=host.name) as moved:
+            result = upload_stream(ctx.client, ctx.bucket, key, counting_reader(ExitCheckedStream(stream), moved),
+                                   part_size=part_size, expected_size=expected_size, sse=ctx.env.s3.sse,
+                                   encryptor=encryptor)
     except BaseException as exc:
         stream.channel.close()
         if on_failure is not None:
