@@ -13,6 +13,12 @@ never in argv, never printed (values of secret-looking names are registered with
 gateway's masker). NOTE: ``docker inspect`` on the host still shows them (Config.Env),
 as it does for any env file; whoever can run docker there is root on that host anyway.
 
+With the inventory's ``pitr:`` the Postgres accessory archives its WAL with pgBackRest: its env
+file also carries the ``PGBACKREST_*`` settings (S3 keys and the repository passphrase from the
+operator's secrets), the server runs with ``archive_mode=on``, each repository's CA file is
+mounted read-only, and every boot runs ``stanza-create`` + ``check``. After a point-in-time
+restore the data lives in a new volume, named in ``{app_dir}/accessories/<name>.volume``.
+
 The published port is bound to the host's ``private_address`` when it has one (web hosts
 reach Postgres there; nothing listens on the public interface), else on every address:
 in production give db hosts a ``private_address``. The container listens on the same
@@ -31,10 +37,12 @@ from dataclasses import dataclass, field
 
 from ops.appenv import load_env_file
 from ops.commands import docker, shell
+from ops.commands import pgbackrest as pgbr
 from ops.errors import ConfigError, HostError, OpsError, RemoteCommandFailed
 from ops.inventory import Accessory, Environment, Host
 from ops.layout import Layout
 from ops.operation import Operation
+from ops.opsenv import operator_value
 from ops.registry import registry_access, service_ref, unreachable_error
 from ops.remote import Gateway
 
@@ -68,7 +76,23 @@ def container_name(env: Environment, acc: Accessory) -> str:
 
 
 def volume_name(env: Environment, acc: Accessory) -> str:
+    """The data volume a first boot creates (a point-in-time restore moves to a new one: see
+    ``current_volume``)."""
     return f"{env.app}-{acc.name}-data"
+
+
+def volume_pointer_path(env: Environment, acc: Accessory) -> str:
+    """A file on the accessory's host naming the data volume in use, once a physical restore has
+    switched to a new one (absent: ``volume_name``). NOTE: Docker cannot rename volumes; the
+    restored data lives in a new volume and every later boot must keep using it."""
+    return Layout(env).path("accessories", f"{acc.name}.volume")
+
+
+def current_volume(gw: Gateway, env: Environment, acc: Accessory) -> str:
+    host = env.hosts[acc.host]
+    res = gw.query(host, ("cat", volume_pointer_path(env, acc)), check=False)
+    name = res.stdout.strip() if res.ok else ""
+    return docker.check_name(name, "volume name") if name else volume_name(env, acc)
 
 
 def network_name(env: Environment) -> str:
@@ -124,7 +148,42 @@ def read_env(env: Environment, acc: Accessory) -> dict[str, str]:
 
 
 def secret_values(values: dict[str, str]) -> list[str]:
-    return [value for name, value in values.items() if docker.looks_secret(name)]
+    # NOTE: pgBackRest's S3 key id is not secret-looking by name, but it is a credential.
+    return [value for name, value in values.items()
+            if docker.looks_secret(name) or name.endswith(("_S3_KEY", "_S3_KEY_SECRET", "_CIPHER_PASS"))]
+
+
+# -- pgBackRest (continuous archiving) in the Postgres accessory ----------------------
+def archives(env: Environment, acc: Accessory) -> bool:
+    """True when this accessory archives WAL with pgBackRest (the inventory's ``pitr:``)."""
+    return env.pitr is not None and kind(acc) == "postgres"
+
+
+def ca_host_path(env: Environment, acc: Accessory, n: int) -> str:
+    return Layout(env).path("accessories", f"{acc.name}-repo{n}-ca.pem")
+
+
+def pitr_values(env: Environment, acc: Accessory, values: dict[str, str]) -> dict[str, str]:
+    """The ``PGBACKREST_*`` variables (S3 keys and the passphrase from the operator's secrets)."""
+    p = env.pitr
+
+    def need(var: str, what: str) -> str:
+        value = operator_value(env, var)
+        if not value:
+            where = str(env.ops_env_file) if env.ops_env_file else "the environment (no ops_env_file set)"
+            raise ConfigError(f"{var} is not set in {where}: pgBackRest needs it ({what})",
+                              hint=f"add {var}=... to the ops env file (chmod 600)"
+                                   + (" or run `inv sandbox.up`" if env.sandbox else ""))
+        if any(c in value for c in "\n\r\0"):
+            raise ConfigError(f"{var} spans lines; docker --env-file cannot carry it", hint="use a one-line value")
+        return value
+
+    passphrase = need(p.encryption_key_var, "the repository encryption passphrase; keep a copy offline")
+    creds = {n: (need(r.key_var, f"S3 key of repo{n}"), need(r.secret_var, f"S3 secret of repo{n}"))
+             for n, r in enumerate(p.repos, 1)}
+    return pgbr.accessory_env(p, data_path=acc.data_path, port=acc.port,
+                              db_user=values.get("POSTGRES_USER") or "postgres", credentials=creds,
+                              passphrase=passphrase)
 
 
 def env_file_bytes(values: dict[str, str]) -> bytes:
@@ -141,19 +200,27 @@ def _publish_address(host: Host) -> str:
         return ""
 
 
-def run_argv(env: Environment, acc: Accessory, image: str, spec: str = "") -> tuple[str, ...]:
-    """``docker run`` of the accessory; ``spec`` goes into the ``ops.spec`` label."""
+def run_argv(env: Environment, acc: Accessory, image: str, spec: str = "", *, volume: str | None = None,
+             name: str | None = None) -> tuple[str, ...]:
+    """``docker run`` of the accessory; ``spec`` goes into the ``ops.spec`` label. With pitr the
+    server archives WAL (``postgres -c archive_mode=on ...``) and the repositories' CA files are
+    mounted read-only."""
     labels = {LABEL_APP: env.app, LABEL_ACCESSORY: acc.name}
     if spec:
         labels[LABEL_SPEC] = spec
     host = env.hosts[acc.host]
+    volumes = [(volume or volume_name(env, acc), acc.data_path, "")]
+    command: tuple[str, ...] = ()
+    if archives(env, acc):
+        volumes += ca_mounts(env, acc)
+        command = pgbr.server_command(env.pitr)
     return docker.run_argv(
-        container_name(env, acc), image,
+        name or container_name(env, acc), image,
         network=network_name(env), network_aliases=(acc.name,),
-        env_file=env_file_path(env, acc) if acc.env else None,
+        env_file=env_file_path(env, acc) if acc.env or archives(env, acc) else None,
         publish=[(_publish_address(host), acc.port, acc.port)],
-        volumes=[(volume_name(env, acc), acc.data_path, "")],
-        labels=labels, restart="unless-stopped", stop_timeout=stop_timeout(acc),
+        volumes=volumes, labels=labels, restart="unless-stopped", stop_timeout=stop_timeout(acc),
+        command=command,
     )
 
 
@@ -270,15 +337,21 @@ def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult
     host = env.hosts[acc.host]
     values = read_env(env, acc)
     gw.mask.add(*secret_values(values))
+    if archives(env, acc):
+        values = {**values, **pitr_values(env, acc, values)}
+        gw.mask.add(*secret_values(values))
     content = env_file_bytes(values)
     image = service_ref(env, acc.image)
     container = container_name(env, acc)
     plan_start = len(gw.plan)
     t0 = time.monotonic()
+    volume = current_volume(gw, env, acc)
+    cas = _ca_files(env, acc)
 
     say(f"{acc.name} on {host.name}: pulling {image}")
     _pull(gw, host, acc, image)
-    spec = spec_hash(run_argv(env, acc, image), content, image_id(gw, host, image))
+    spec = spec_hash(run_argv(env, acc, image, volume=volume), content + b"".join(cas.values()),
+                     image_id(gw, host, image))
     info = inspect(gw, host, container)
     _check_ours(env, acc, host, info)
 
@@ -288,6 +361,9 @@ def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult
 
     same = info.exists and info.labels.get(LABEL_SPEC) == spec
     if same and not replace and info.state == "running":
+        if archives(env, acc) and not gw.dry_run:
+            # NOTE: cheap (one WAL switch), and it recreates a stanza whose repository was emptied.
+            ensure_stanza(gw, env, acc)
         return result("unchanged")
 
     try:
@@ -296,8 +372,10 @@ def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult
         exc.hint = exc.hint or (f"{env.app_dir} must exist and belong to {host.user}: create it once as root "
                                 f"(install -d -o {host.user} {env.app_dir})")
         raise
-    if acc.env:
+    if acc.env or archives(env, acc):
         gw.put(host, content, env_file_path(env, acc), mode=0o600)
+    for path, pem in cas.items():
+        gw.put(host, pem, path, mode=0o644)
     if same and not replace:
         action = "started"
         if info.state == "paused":
@@ -306,21 +384,85 @@ def _boot(gw: Gateway, acc: Accessory, *, replace: bool, say: Say) -> BootResult
             gw.run(host, docker.start_argv(container))
     else:
         _ensure_network(gw, host, network_name(env))
-        gw.run(host, docker.volume_create_argv(volume_name(env, acc),
+        gw.run(host, docker.volume_create_argv(volume,
                                                labels={LABEL_APP: env.app, LABEL_ACCESSORY: acc.name}))
         action = "created"
         if info.exists:
             say(f"{acc.name} on {host.name}: stopping {container} (up to {stop_timeout(acc)}s)")
             _stop_and_remove(gw, host, acc, container)
             action = "recreated"
-        gw.run(host, run_argv(env, acc, image, spec))
+        gw.run(host, run_argv(env, acc, image, spec, volume=volume))
     if gw.dry_run:
         gw.plan.append((host.name, f"wait until {container} is ready (up to {ready_timeout(acc):g}s)"))
         gw.echo(f"[dry-run] {host.name}: wait until {container} is ready")
+        if archives(env, acc):
+            gw.plan.append((host.name, f"pgbackrest stanza-create + check in {container} (stanza {env.pitr.stanza})"))
         return result(action)
     say(f"{acc.name} on {host.name}: waiting until {container} is ready")
     wait_ready(gw, acc)
+    if archives(env, acc):
+        say(f"{acc.name} on {host.name}: pgBackRest stanza {env.pitr.stanza}: create (if new) and check archiving")
+        ensure_stanza(gw, env, acc)
     return result(action)
+
+
+def launch_argv(gw: Gateway, acc: Accessory, *, volume: str) -> tuple[str, ...]:
+    """The ``docker run`` a boot would issue on ``volume``, its ``ops.spec`` label included (a later
+    boot finds it unchanged). For a restore that starts the accessory on new data: the image is
+    the one already on the host (no pull while the site is down)."""
+    env = gw.env
+    host = env.hosts[acc.host]
+    values = read_env(env, acc)
+    if archives(env, acc):
+        values = {**values, **pitr_values(env, acc, values)}
+    gw.mask.add(*secret_values(values))
+    content = env_file_bytes(values)
+    image = service_ref(env, acc.image)
+    spec = spec_hash(run_argv(env, acc, image, volume=volume), content + b"".join(_ca_files(env, acc).values()),
+                     image_id(gw, host, image))
+    return run_argv(env, acc, image, spec, volume=volume)
+
+
+def ca_mounts(env: Environment, acc: Accessory) -> list[tuple[str, str, str]]:
+    """The repositories' CA files as read-only mounts (for one-off pgBackRest containers too)."""
+    if not archives(env, acc):
+        return []
+    return [(ca_host_path(env, acc, n), pgbr.container_ca_path(n), "ro")
+            for n, repo in enumerate(env.pitr.repos, 1) if repo.ca_file is not None]
+
+
+def _ca_files(env: Environment, acc: Accessory) -> dict[str, bytes]:
+    """Host path -> PEM bytes of each repository's CA file (read on the operator's machine)."""
+    if not archives(env, acc):
+        return {}
+    out = {}
+    for n, repo in enumerate(env.pitr.repos, 1):
+        if repo.ca_file is None:
+            continue
+        try:
+            out[ca_host_path(env, acc, n)] = repo.ca_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"pitr.repos[{n}].ca_file {repo.ca_file}: {exc.strerror or exc}",
+                              hint="point it at the PEM CA of the S3 endpoint"
+                                   + (" (the sandbox's is made by `inv sandbox.up`)" if env.sandbox else "")) from None
+    return out
+
+
+def ensure_stanza(gw: Gateway, env: Environment, acc: Accessory) -> None:
+    """``stanza-create`` (idempotent) and ``check`` (a WAL switch archived in every repository):
+    a boot whose archiving does not work fails here, not days later in a restore."""
+    host = env.hosts[acc.host]
+    container = container_name(env, acc)
+    io = env.pitr.check_io_timeout
+    for what, argv in (("stanza-create", pgbr.stanza_create_argv(container, io_timeout=io)),
+                       ("check", pgbr.check_argv(container, io_timeout=io))):
+        res = gw.run(host, argv, check=False, timeout=io * 6 + 120)
+        if not res.ok:
+            detail = " | ".join(line.strip() for line in (res.stderr + res.stdout).splitlines() if line.strip())[-400:]
+            raise HostError(f"pgBackRest {what} of stanza {env.pitr.stanza} failed in {container}: "
+                            f"{detail or f'exit {res.exit_code}'}", host=host.name,
+                            hint="WAL is not being archived: check pitr.repos (endpoint, port, bucket, ca_file) "
+                                 "and the S3 keys in the ops env file; the server keeps its WAL until it is fixed")
 
 
 def _pull(gw: Gateway, host: Host, acc: Accessory, image: str) -> None:
@@ -431,6 +573,7 @@ def logs(gw: Gateway, name: str, lines: int = 100) -> str:
     return res.stdout
 
 
-__all__ = ["BootResult", "ContainerState", "StatusRow", "boot", "container_name", "env_file_bytes",
+__all__ = ["BootResult", "ContainerState", "StatusRow", "archives", "boot", "container_name", "current_volume",
+           "ensure_stanza", "env_file_bytes",
            "env_file_path", "get_accessory", "inspect", "logs", "network_name", "read_env", "reboot",
            "run_argv", "spec_hash", "status", "volume_name", "wait_ready"]

@@ -11,6 +11,20 @@ closed, a lost network) shows as stale instead of blocking silently forever.
 Taking the lock is all-or-nothing: a failure or Ctrl-C on a later host releases
 the hosts already taken. Releasing removes only a lock that still carries our
 token, so a force-release followed by someone else's lock is never undone.
+
+Scopes (``Holder.scope``), so that a long backup never holds up an emergency deploy:
+
+- ``environment`` (deploy, rollback, prune of releases, accessory reboot...): the directory
+  ``lock``; one such operation at a time.
+- ``backup`` (backup.db, backup.uploads, backup.prune): the directory ``lock-backup`` beside it;
+  one backup at a time, and none while an ``exclusive`` operation holds ``lock``. A deploy
+  or rollback runs beside it.
+- ``exclusive`` (restore, restore.uploads): ``lock``, and only while no backup holds
+  ``lock-backup``: a restore excludes everything.
+
+Each side makes its directory, then looks at the other one, in one shell command; the
+one that finds the other backs out (removes its own directory). Both write before they
+look, so two racing can both back out (and retry with ``--lock-wait``), never both run.
 """
 
 from __future__ import annotations
@@ -32,6 +46,9 @@ from ops.layout import Layout
 from ops.remote import Gateway
 
 HEARTBEAT_SECONDS = 15.0
+SCOPES = ("environment", "backup", "exclusive")
+# The exit status of the take-the-lock command when the other scope's lock forbids ours.
+_CONFLICT = 3
 # NOTE: several missed beats, not one: a slow SSH round trip must not make a live lock look dead.
 STALE_AFTER_SECONDS = 90.0
 
@@ -49,6 +66,7 @@ class Holder:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     machine: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    scope: str = "environment"
 
     def json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -102,9 +120,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_state(gw: Gateway, host: Host) -> LockState | None:
-    """The lock on ``host``, None when free. A lock without a readable holder is still held."""
-    lock = Layout(gw.env).lock_dir
+def lock_dir(gw: Gateway, scope: str = "environment") -> str:
+    """Where a lock of ``scope`` lives: ``lock``, or ``lock-backup`` beside it for backups."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown lock scope {scope!r}")
+    main = Layout(gw.env).lock_dir
+    return main + "-backup" if scope == "backup" else main
+
+
+def _take_command(gw: Gateway, holder: Holder) -> str:
+    """mkdir + holder + heartbeat; then, per scope, back out (exit 3) if the other lock forbids ours."""
+    mine, main, backup = lock_dir(gw, holder.scope), lock_dir(gw), lock_dir(gw, "backup")
+    take = ("mkdir -p \"$(dirname {d})\" && mkdir {d} 2>/dev/null && printf '%s' {h} > {d}/holder.json "
+            "&& touch {d}/heartbeat")
+    if holder.scope == "exclusive":
+        # NOTE: our holder is written before we look: a backup looking after us sees it.
+        return shell(take + " && if [ -d {b} ]; then rm -rf {d}; exit 3; fi", d=mine, h=holder.json(), b=backup)
+    if holder.scope == "backup":
+        # A restore (this tool's "exclusive", or an older tool's restore under the main lock) forbids it.
+        return shell(take + " && if [ -d {m} ] && grep -qE {pattern} {m}/holder.json 2>/dev/null; then rm -rf {d}; "
+                     "exit 3; fi", d=mine, h=holder.json(), m=main,
+                     pattern='"scope": "exclusive"|"action": "restore')
+    return shell(take, d=mine, h=holder.json())
+
+
+def read_state(gw: Gateway, host: Host, scope: str = "environment") -> LockState | None:
+    """The lock of ``scope`` on ``host``, None when free. A lock without a readable holder is still held."""
+    lock = lock_dir(gw, scope)
     # Age by the host's own clock (no skew with the operator's): heartbeat, else the dir itself.
     res = gw.query(host, shell(
         "if [ -d {d} ]; then now=$(date +%s); "
@@ -130,7 +172,10 @@ class EnvironmentLock:
 
     def __init__(self, gw: Gateway, hosts: list[Host], holder: Holder, *, wait: float = 0.0, poll: float = 2.0,
                  heartbeat: float = HEARTBEAT_SECONDS):
+        if holder.scope not in SCOPES:
+            raise ValueError(f"unknown lock scope {holder.scope!r}")
         self.gw = gw
+        self.dir = lock_dir(gw, holder.scope)
         self.hosts = sorted(hosts, key=lambda h: h.name)
         self.holder = holder
         self.wait = wait
@@ -142,13 +187,17 @@ class EnvironmentLock:
 
     def _try(self, host: Host) -> LockState | None:
         """Take the lock on one host; return the current holder's state when it is taken."""
-        lock = Layout(self.gw.env).lock_dir
-        cmd = shell("mkdir -p \"$(dirname {d})\" && mkdir {d} 2>/dev/null && printf '%s' {h} > {d}/holder.json "
-                    "&& touch {d}/heartbeat", d=lock, h=self.holder.json())
-        res = self.gw.run(host, cmd, check=False)
+        lock = self.dir
+        res = self.gw.run(host, _take_command(self.gw, self.holder), check=False)
         if res.ok:
             return None
-        state = read_state(self.gw, host)
+        if res.exit_code == _CONFLICT:
+            other = "backup" if self.holder.scope == "exclusive" else "environment"
+            state = read_state(self.gw, host, other)
+            # Gone in between: say so as a (retryable) holder rather than reporting nothing.
+            return state or LockState(Holder("an operation that just ended", actor="?", since="now", token="",
+                                             machine="", pid=0, scope=other), None)
+        state = read_state(self.gw, host, self.holder.scope)
         if state is None:
             # mkdir failed and there is no lock dir: not contention but a real problem.
             raise HostError(f"cannot create {lock}: {res.stderr.strip() or 'mkdir failed'}", host=host.name,
@@ -180,6 +229,11 @@ class EnvironmentLock:
 
     def _held(self, host: Host, other: LockState) -> LockHeld:
         name = self.gw.env.name
+        if other.holder.scope != self.holder.scope and not other.stale:
+            why = ("a backup is running: a restore excludes everything, so it waits for the backup"
+                   if self.holder.scope == "exclusive" else "a restore is running: backups wait for it")
+            return LockHeld(f"environment {name}: {why} ({other.describe()} on {host.name})",
+                            hint="wait with --lock-wait SECONDS (deploys and rollbacks are not blocked by backups)")
         if other.stale:
             return LockHeld(f"environment {name} is locked by {other.describe()} on {host.name}",
                             hint=f"that operation is gone; check nothing of it still runs, then: {release_hint(name)}")
@@ -195,7 +249,7 @@ class EnvironmentLock:
         self._beat.start()
 
     def _beat_loop(self) -> None:
-        lock = Layout(self.gw.env).lock_dir
+        lock = self.dir
         # Touch only a lock that is still ours (never keep a force-released lock's successor alive).
         cmd = shell("grep -q {t} {d}/holder.json 2>/dev/null && touch {d}/heartbeat", t=self.holder.token, d=lock)
         while not self._stop.wait(self.heartbeat_every):
@@ -215,7 +269,7 @@ class EnvironmentLock:
     def release(self) -> None:
         """Release every host taken; raise one HostError naming the hosts where that failed."""
         self._stop_heartbeat()
-        lock = Layout(self.gw.env).lock_dir
+        lock = self.dir
         # Only remove a lock that is still ours (a force-release + new holder must survive).
         cmd = shell("if grep -q {t} {d}/holder.json 2>/dev/null; then rm -rf {d}; fi", t=self.holder.token, d=lock)
         errors = {}
@@ -238,9 +292,9 @@ class EnvironmentLock:
         self.release()
 
 
-def survey(gw: Gateway, hosts: list[Host]):
+def survey(gw: Gateway, hosts: list[Host], scope: str = "environment"):
     """Per host: its lock state (None = free); unreachable hosts in ``.failed``, never hiding the rest."""
-    return gw.map(lambda h: read_state(gw, h), hosts)
+    return gw.map(lambda h: read_state(gw, h, scope), hosts)
 
 
 def status(gw: Gateway, hosts: list[Host]) -> dict[str, Holder | None]:
@@ -250,10 +304,10 @@ def status(gw: Gateway, hosts: list[Host]) -> dict[str, Holder | None]:
     return {h.name: (results.ok[h.name].holder if results.ok[h.name] else None) for h in hosts}
 
 
-def release_shown(gw: Gateway, hosts: list[Host], shown: dict[str, LockState]) -> dict[str, str]:
+def release_shown(gw: Gateway, hosts: list[Host], shown: dict[str, LockState], scope: str = "environment"):
     """Remove, on each host, exactly the lock that was shown to the operator (same token); a lock
     taken since stays. Returns per host what happened."""
-    lock = Layout(gw.env).lock_dir
+    lock = lock_dir(gw, scope)
 
     def one(host: Host) -> str:
         state = shown.get(host.name)

@@ -81,7 +81,10 @@ class Operation:
     """
 
     def __init__(self, gw: Gateway, action: str, hosts: list[Host], *, say: Say = _quiet,
-                 version: str | None = None, lock_wait: float = 0.0, detail: str = "", lock: bool = True):
+                 version: str | None = None, lock_wait: float = 0.0, detail: str = "", lock: bool = True,
+                 scope: str = "environment"):
+        """``scope``: which lock (``ops.lock``): ``environment`` (deploys...), ``backup`` (does not
+        block deploys), ``exclusive`` (restores: excludes backups too)."""
         self.gw = gw
         self.action = action
         self.hosts = list(hosts)
@@ -90,7 +93,8 @@ class Operation:
         self.detail = detail
         self.outcome = ""
         self.warnings: list[str] = []
-        self._lock = EnvironmentLock(gw, self.hosts, Holder(action, version), wait=lock_wait) if lock else None
+        self._lock = (EnvironmentLock(gw, self.hosts, Holder(action, version, scope=scope), wait=lock_wait)
+                      if lock else None)
 
     def audit(self, outcome: str, detail: str = "") -> None:
         event = audit.AuditEvent(env=self.gw.env.name, action=self.action, outcome=outcome, version=self.version,

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -256,11 +256,26 @@ def list_backups(env, client, kind: str | None = None) -> Listing:
 
 
 def _describe(entry: Entry) -> str:
-    return f"{entry.id} (finished {format_utc(entry.finished_at)})"
+    return f"{entry.id} (data as of {format_utc(restore_point(entry))})"
+
+
+def restore_point(entry: Entry) -> datetime:
+    """The moment a backup's data is from (its snapshot; older manifests: its start)."""
+    return entry.manifest.restore_point
+
+
+def paste_time(entry: Entry) -> str:
+    """``restore_point`` rounded UP to the second, as ``--at`` takes it: pasting it picks this backup."""
+    point = as_utc(restore_point(entry))
+    whole = point.replace(microsecond=0)
+    return format_utc(whole if whole == point else whole + timedelta(seconds=1))
 
 
 def find_at(entries: Iterable[Entry], at: datetime, kind: str) -> Entry:
-    """The newest good backup of ``kind`` that finished at or before ``at``."""
+    """The newest good backup of ``kind`` whose data is from at or before ``at``.
+
+    NOTE: by snapshot (start) time, not finish time: a dump that finished by ``at`` holds the data
+    of when it started, and one that started before ``at`` but finished after it is the closest."""
     if kind not in KINDS:
         raise OpsError(f"unknown backup kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
     at = as_utc(at)
@@ -268,15 +283,15 @@ def find_at(entries: Iterable[Entry], at: datetime, kind: str) -> Entry:
     if not candidates:
         raise BackupNotFound(f"no {kind} backups found",
                              hint=f"take one with `inv backup.{kind} --host ENV`; see `inv backup.list --host ENV`")
-    eligible = [e for e in candidates if e.finished_at <= at]
-    oldest = min(candidates, key=lambda e: (e.finished_at, e.id))
-    newest = max(candidates, key=lambda e: (e.finished_at, e.id))
+    eligible = [e for e in candidates if restore_point(e) <= at]
+    oldest = min(candidates, key=lambda e: (restore_point(e), e.id))
+    newest_ = max(candidates, key=lambda e: (restore_point(e), e.id))
     if not eligible:
         raise BackupNotFound(
-            f"no {kind} backup finished at or before {format_utc(at)}: oldest is {_describe(oldest)}, "
-            f"newest is {_describe(newest)}",
-            hint=f"pick a time at or after {format_utc(oldest.finished_at)}")
-    return max(eligible, key=lambda e: (e.finished_at, e.id))
+            f"no {kind} backup holds data from at or before {format_utc(at)}: oldest is {_describe(oldest)}, "
+            f"newest is {_describe(newest_)}",
+            hint=f"pick a time at or after {paste_time(oldest)}")
+    return max(eligible, key=lambda e: (restore_point(e), e.id))
 
 
 def newest(entries: Iterable[Entry], kind: str) -> Entry | None:

@@ -12,10 +12,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ops import accessory, audit, s3
 from ops.appenv import load_env_file, schema_for, secret_values
 from ops.backup import manifest
+from ops.backup.authenticity import manifest_key, sign
 from ops.errors import ConfigError, OpsError
 from ops.inventory import Environment, Host
 from ops.masking import Masker
 from ops.opsenv import operator_value
+from ops.progress import NO_PROGRESS, Progress
 from ops.remote import Gateway
 
 Say = Callable[[str], None]
@@ -37,6 +39,8 @@ class BackupContext:
     say: Say = _quiet
     masker: Masker = field(default_factory=Masker)
     client: object | None = None
+    # Byte counts of every transfer (to S3 and back); what the operator sees is the task's choice.
+    progress: Progress = NO_PROGRESS
     _app_values: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +81,11 @@ class BackupContext:
         self.masker.add(value)
         return value
 
+    def manifest_key(self) -> bytes | None:
+        """The key that authenticates manifests (from the passphrase), None when encryption is off."""
+        passphrase = self.passphrase()
+        return manifest_key(passphrase) if passphrase else None
+
     def audit(self, gw: Gateway, action: str, outcome: str, detail: str, hosts: list[Host] | None = None,
               version: str | None = None) -> None:
         event = audit.AuditEvent(env=self.env.name, action=action, outcome=outcome, version=version,
@@ -87,9 +96,16 @@ class BackupContext:
             self.say(f"warning: {warning}")
 
     def put_manifest(self, m: manifest.Manifest, *, new_backup: bool = False) -> None:
-        """Write (or rewrite) ``m`` next to its data. For a ``new_backup`` that fails here, the data
-        object is removed too: without its manifest it would only be an orphan."""
+        """Write (or rewrite) ``m`` next to its data, authenticated when a passphrase is configured.
+        For a ``new_backup`` that fails here, the data object is removed too: without its manifest
+        it would only be an orphan.
+
+        NOTE: callers rewrite a manifest (a drill's outcome, a safety backup's mark) only after they
+        checked its authenticity, or the operator vouched for it: signing is the last step here."""
         extra = {"ServerSideEncryption": self.env.s3.sse} if self.env.s3.sse else {}
+        key = self.manifest_key()
+        if key is not None:
+            sign(m, key)
         try:
             self.client.put_object(Bucket=self.bucket, Key=manifest.manifest_key(m.object_key), Body=m.to_json(),
                                    ContentType="application/json", **extra)

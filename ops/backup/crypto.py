@@ -1,9 +1,9 @@
 """Optional client-side encryption of backups: AES-256-GCM in chunks, key from a passphrase.
 
-The bucket (and whoever can read it) sees only ciphertext. Format, version 1::
+The bucket (and whoever can read it) sees only ciphertext. Format, version 2::
 
     header (47 bytes)
-      magic       8   b"OPSENC01"  (identifies the scheme and its version)
+      magic       8   b"OPSENC02"  (identifies the scheme and its version)
       log2(N)     1   scrypt cost; r 1 byte, p 1 byte
       chunk_size  4   big-endian, plaintext bytes per chunk
       salt       16   random per stream -> a fresh key per backup
@@ -11,6 +11,7 @@ The bucket (and whoever can read it) sees only ciphertext. Format, version 1::
     chunks
       AES-256-GCM(plaintext chunk) || 16-byte tag, nonce = 11-byte big-endian
       chunk counter || 1 byte "last chunk" flag, associated data = the header
+      followed by b"ops backup " and the backup id the object belongs to
 
 Every chunk but the last holds exactly ``chunk_size`` plaintext bytes; the last
 holds fewer (possibly none) and carries the "last" flag. So reordered, dropped,
@@ -19,6 +20,12 @@ stream that ends without its last chunk is reported as truncated.
 
 The scrypt output is 64 bytes: the first 32 are the AES key, the other 32 are
 hashed into ``key_check`` (independent of the key, so it reveals nothing about it).
+
+Version 2 binds the object to its backup id (through the associated data): a valid
+object of another backup, moved under this backup's key, fails on its first chunk, so
+not one byte of it is released. Version 1 (``OPSENC01``, written before) is the same
+without the binding; it is read only when the caller says the backup's own
+authenticated manifest (or the operator) vouches for it (``bound_to=None``).
 """
 
 from __future__ import annotations
@@ -36,8 +43,12 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ops.errors import ConfigError, OpsError
 
-SCHEME = "aes-256-gcm-chunked+scrypt/v1"
-MAGIC = b"OPSENC01"
+SCHEME = "aes-256-gcm-chunked+scrypt/v2"
+MAGIC = b"OPSENC02"
+# The format before objects were bound to their backup id (still readable, see the module doc).
+SCHEME_V1 = "aes-256-gcm-chunked+scrypt/v1"
+MAGIC_V1 = b"OPSENC01"
+_BINDING = b"ops backup "
 _HEADER = struct.Struct(">8sBBBI16s16s")
 HEADER_SIZE = _HEADER.size
 TAG_SIZE = 16
@@ -71,21 +82,30 @@ def _nonce(counter: int, last: bool) -> bytes:
 
 def identify(head: bytes) -> str | None:
     """The scheme name when ``head`` (the first bytes of an object) is our encrypted format."""
-    return SCHEME if head[:len(MAGIC)] == MAGIC else None
+    return {MAGIC: SCHEME, MAGIC_V1: SCHEME_V1}.get(bytes(head[:len(MAGIC)]))
+
+
+def _binding(backup_id: str) -> bytes:
+    if not isinstance(backup_id, str) or not backup_id:
+        raise ValueError("an encrypted backup must be bound to its backup id")
+    return _BINDING + backup_id.encode()
 
 
 class Encryptor:
     """Streaming transform: ``update(bytes) -> bytes`` then ``finalize() -> bytes`` once."""
 
-    def __init__(self, passphrase: str | bytes, *, chunk_size: int = CHUNK_SIZE,
+    def __init__(self, passphrase: str | bytes, backup_id: str, *, chunk_size: int = CHUNK_SIZE,
                  log_n: int = LOG_N, r: int = R, p: int = P):
         if not 1024 <= chunk_size <= 16 * 1024 * 1024:
             raise ValueError(f"chunk_size {chunk_size} out of range")
+        binding = _binding(backup_id)
         salt = os.urandom(16)
         key, check = _derive(_passphrase_bytes(passphrase), salt, log_n, r, p)
         self.header = _HEADER.pack(MAGIC, log_n, r, p, chunk_size, salt, check)
+        self._ad = self.header + binding
         self.chunk_size = chunk_size
-        self.info = {"scheme": SCHEME, "kdf": "scrypt", "log_n": log_n, "r": r, "p": p, "chunk_size": chunk_size}
+        self.info = {"scheme": SCHEME, "kdf": "scrypt", "log_n": log_n, "r": r, "p": p, "chunk_size": chunk_size,
+                     "bound_to": backup_id}
         self._aead = AESGCM(key)
         self._buffer = bytearray()
         self._counter = 0
@@ -93,7 +113,7 @@ class Encryptor:
         self._finished = False
 
     def _seal(self, data, last: bool) -> bytes:
-        out = self._aead.encrypt(_nonce(self._counter, last), data, self.header)
+        out = self._aead.encrypt(_nonce(self._counter, last), data, self._ad)
         self._counter += 1
         return out
 
@@ -124,21 +144,29 @@ class Encryptor:
         return out
 
 
-def encryptor(passphrase: str | bytes) -> Encryptor:
-    """A fresh encryptor (new random salt, so a new key) for one backup stream."""
-    return Encryptor(passphrase)
+def encryptor(passphrase: str | bytes, backup_id: str) -> Encryptor:
+    """A fresh encryptor (new random salt, so a new key) for the stream of backup ``backup_id``."""
+    return Encryptor(passphrase, backup_id)
 
 
 class DecryptReader(io.RawIOBase):
     """Plaintext of an encrypted stream, read chunk by chunk; raises DecryptError on any damage."""
 
-    def __init__(self, reader: BinaryIO, passphrase: str | bytes):
+    def __init__(self, reader: BinaryIO, passphrase: str | bytes, *, bound_to: str | None):
+        """``bound_to``: the backup id the object must belong to (format 2); None reads format 1 only."""
         super().__init__()
         self._reader = reader
         header = self._read_exact(HEADER_SIZE)
-        if len(header) < len(MAGIC) or header[:len(MAGIC)] != MAGIC:
+        scheme = identify(header)
+        if scheme is None:
             raise DecryptError(f"not a {SCHEME} stream (starts with {header[:8]!r})",
                                hint="this backup is not client-side encrypted, or is damaged")
+        if bound_to is not None and scheme != SCHEME:
+            raise DecryptError(f"the object is in the older format {scheme}, not bound to backup {bound_to}",
+                               hint="its manifest says otherwise: the object was replaced; use another backup")
+        if bound_to is None and scheme != SCHEME_V1:
+            raise DecryptError(f"the object is in format {scheme} but its manifest says {SCHEME_V1}",
+                               hint="the manifest was changed; use another backup")
         if len(header) < HEADER_SIZE:
             raise DecryptError("encrypted backup truncated inside its header")
         _, log_n, r, p, chunk_size, salt, check = _HEADER.unpack(header)
@@ -149,7 +177,8 @@ class DecryptReader(io.RawIOBase):
             raise DecryptError("wrong passphrase for this encrypted backup",
                                hint="use the passphrase it was made with (backup.encryption_key_var "
                                     "in the ops env file)")
-        self._header = header
+        self._ad = header + (_binding(bound_to) if bound_to is not None else b"")
+        self._bound_to = bound_to
         self._aead = AESGCM(key)
         self._block = chunk_size + TAG_SIZE
         self._counter = 0
@@ -177,16 +206,25 @@ class DecryptReader(io.RawIOBase):
             raise DecryptError(f"encrypted backup truncated inside chunk {self._counter}",
                                hint="the object is incomplete; use another backup")
         try:
-            self._plain = self._aead.decrypt(_nonce(self._counter, last), block, self._header)
+            self._plain = self._aead.decrypt(_nonce(self._counter, last), block, self._ad)
         except InvalidTag:
-            raise DecryptError(f"encrypted backup chunk {self._counter} fails authentication "
-                               f"(tampered, damaged or truncated)", hint="use another backup") from None
+            what = (f"fails authentication for backup {self._bound_to} (another backup's object, tampered, "
+                    "damaged or truncated)" if self._bound_to else "fails authentication (tampered, damaged or "
+                    "truncated)")
+            raise DecryptError(f"encrypted backup chunk {self._counter} {what}", hint="use another backup") from None
         self._offset = 0
         self._counter += 1
         if last:
             if self._reader.read(1):
                 raise DecryptError("encrypted backup has data after its final chunk (damaged)")
             self._done = True
+
+    def prime(self) -> DecryptReader:
+        """Authenticate the first chunk now, before any consumer is started: an object that is not
+        this backup's fails here, and no byte of it was handed on."""
+        if not self._done and self._offset >= len(self._plain):
+            self._next_chunk()
+        return self
 
     def readable(self) -> bool:
         return True
@@ -213,12 +251,15 @@ class DecryptReader(io.RawIOBase):
         return piece
 
 
-def decrypt_stream(reader: BinaryIO, passphrase: str | bytes) -> DecryptReader:
-    """Readable plaintext of ``reader``; checks the passphrase before returning."""
-    return DecryptReader(reader, passphrase)
+def decrypt_stream(reader: BinaryIO, passphrase: str | bytes, *, bound_to: str | None) -> DecryptReader:
+    """Readable plaintext of ``reader``; checks the passphrase and authenticates the first chunk
+    before returning. ``bound_to``: see ``DecryptReader``."""
+    return DecryptReader(reader, passphrase, bound_to=bound_to).prime()
 
 
 def check_passphrase(head: bytes, passphrase: str | bytes) -> None:
     """Raise DecryptError unless ``head`` (the object's first HEADER_SIZE bytes, e.g. a ranged
     GET) is our format and ``passphrase`` opens it: lets a restore fail before touching anything."""
-    DecryptReader(io.BytesIO(head[:HEADER_SIZE]), passphrase)
+    head = bytes(head[:HEADER_SIZE])
+    bound = "check" if identify(head) == SCHEME else None
+    DecryptReader(io.BytesIO(head), passphrase, bound_to=bound)

@@ -109,8 +109,9 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
     appname = APPLICATION_PREFIX + backup_id
     webs = env.with_roles("web")
     hosts = list(env.hosts.values())
+    # NOTE: the backup lock scope: a deploy or rollback may run meanwhile; a restore may not.
     with Operation(gw, "backup.db", hosts, say=ctx.say, version=backup_id, lock_wait=lock_wait, lock=lock,
-                   detail=f"{backup_id} -> {key}") as op:
+                   detail=f"{backup_id} -> {key}", scope="backup") as op:
         release = current_release_id(gw, webs[0]) if webs else None
         ctx.say(f"{target.host.name}: snapshot of {target.dbname}: reading versions and row counts")
         # NOTE: this session counts (and hashes) whole tables, one statement each: the long timeout,
@@ -118,9 +119,12 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
         with session(gw, target, statement_timeout=ctx.env.ssh.command_timeout) as conn:
             conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(appname)))
             snap = open_snapshot(conn)
+            # NOTE: right after the snapshot was taken, by the server's clock: a commit is in this
+            # backup only if it happened before (what `restore --at` chooses by).
+            snapshot_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
             ctx.say(f"{target.host.name}: pg_dump -Fc {target.dbname} ({human_bytes(snap.database_bytes)} on disk) "
                     f"-> s3://{ctx.bucket}/{key}; row counts{' and checksums' if checksums else ''} meanwhile")
-            encryptor = crypto.encryptor(passphrase) if passphrase else None
+            encryptor = crypto.encryptor(passphrase, backup_id) if passphrase else None
             # NOTE: counts (and checksums) read the same snapshot as pg_dump, in parallel with it:
             # the backup takes max(dump, counts), not their sum.
             stats = Background(table_stats, conn, checksums=checksums)
@@ -149,7 +153,7 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
         m = manifest.Manifest(
             id=backup_id, kind="db", env=env.name, object_key=key, size=result.size, sha256=result.sha256,
             started_at=started, finished_at=audit.utcnow(), tool_version=__version__,
-            encryption=encryptor.info if encryptor is not None else None,
+            encryption=encryptor.info if encryptor is not None else None, snapshot_at=snapshot_at,
             database=target.dbname, server_version=snap.server_version, newest_migration=snap.migration,
             app_release=release, table_counts=counts, table_checksums=sums,
         )

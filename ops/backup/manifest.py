@@ -186,6 +186,11 @@ def _encryption(value: Any) -> bool:
     return isinstance(value, dict) and _text(value.get("scheme"))
 
 
+def _auth(value: Any) -> bool:
+    return (isinstance(value, dict) and _text(value.get("scheme")) and isinstance(value.get("mac"), str)
+            and bool(re.fullmatch(r"[0-9a-f]{64}", value["mac"])))
+
+
 def _verified(value: Any) -> bool:
     return (isinstance(value, dict) and isinstance(value.get("ok"), bool)
             and isinstance(value.get("at"), str) and _time(value["at"])
@@ -217,6 +222,8 @@ FIELD_TYPES: dict[str, FieldType] = {
     "source_bytes": _OPTIONAL_COUNT,
     "verified": FieldType("null or an object {at: ISO 8601 time, ok: true or false, detail: string}", _verified,
                           nullable=True),
+    "snapshot_at": FieldType("null or " + _TIME.expected, _time, nullable=True),
+    "auth": FieldType("null or an object {scheme: string, mac: 64 lowercase hex digits}", _auth, nullable=True),
 }
 REQUIRED = ("id", "kind", "env", "object_key", "size", "sha256", "started_at", "finished_at")
 # Fields with a non-null default: a stored null means "absent" (older tools wrote that).
@@ -278,12 +285,19 @@ class Manifest:
     source_bytes: int | None = None
     # None | {"at": iso, "ok": bool, "detail": str}
     verified: dict[str, Any] | None = None
+    # When the data was read (db: the moment the dump's snapshot was taken, by the server's
+    # clock); what a restore to a point in time chooses by. None in older manifests.
+    snapshot_at: datetime | None = None
+    # None | {"scheme": ..., "mac": hex}: see ops/backup/authenticity.py (written last, over the rest).
+    auth: dict[str, Any] | None = None
     # Keys written by a newer tool: kept and written back unchanged.
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("started_at", "finished_at"):
+        for name in ("started_at", "finished_at", "snapshot_at"):
             value = getattr(self, name)
+            if value is None and name == "snapshot_at":
+                continue
             if isinstance(value, str):
                 value = parse_utc(value)
             if not isinstance(value, datetime):
@@ -296,6 +310,12 @@ class Manifest:
 
     def _where(self) -> str:
         return f"manifest {self.id}" if isinstance(self.id, str) and self.id else "manifest ?"
+
+    @property
+    def restore_point(self) -> datetime:
+        """The moment whose data this backup holds: its snapshot, else (older manifests) its start,
+        the earliest the snapshot can have been taken."""
+        return self.snapshot_at or self.started_at
 
     @property
     def encrypted(self) -> bool:

@@ -11,12 +11,14 @@ Ctrl-C — the in-flight part is waited for, the multipart upload is aborted, an
 exception is re-raised: no object, no open multipart upload is left behind. A
 stream shorter than one part is sent with a single PUT (nothing to abort).
 
-Part size: S3 allows 10,000 parts, and a dump's size is not known in advance, so
-the default part size makes 10,000 parts cover at least 1 TiB: 105 MiB, 210 MiB
-of buffers at most. Memory follows the data actually in flight (buffers are the
-chunks read, not preallocated), so small backups use little; it never grows past
-two parts whatever the size of the stream. A caller that knows an upper bound on
-the size (``expected_size``) above 1 TiB gets bigger parts.
+Part size: S3 allows 10,000 parts and the operator's memory must stay small (two parts
+are in memory: the one uploading and the one filling). So the part size follows the
+data: the smallest whole MiB (>= 8 MiB) with which 10,000 parts hold TWICE the expected
+size (a dump is rarely bigger than the database, and never twice), capped at 48 MiB
+(~470 GiB per object; two parts + the interpreter stay under 150 MB). An unknown size
+gets the cap. Only a stream that the cap cannot hold (an expected size above ~235 GiB)
+gets bigger parts, and more memory. Buffers are the chunks read, not preallocated, and
+never joined into a third copy (``_PartBody`` serves reads from the chunks).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ TiB = 1024 ** 4
 MAX_PARTS = 10_000
 S3_MIN_PART_SIZE = 5 * MiB  # every part but the last must be at least this
 MIN_PART_SIZE = 8 * MiB
-COVER_AT_LEAST = TiB
+MAX_MEMORY_PART_SIZE = 48 * MiB  # two of these + the interpreter: the operator's 150 MB budget
+HEADROOM = 2  # parts cover twice the expected size
 READ_CHUNK = 1 * MiB  # bytes asked of the reader per call
 
 # Tests may lower this to exercise many parts with little data (S3 still wants 5 MiB).
@@ -65,12 +68,15 @@ class UploadResult:
 
 
 def part_size_for(expected_size: int | None = None) -> int:
-    """Smallest part size (whole MiB, >= 8 MiB) with which 10,000 parts hold max(expected_size, 1 TiB)."""
+    """The part size for a stream of about ``expected_size`` bytes (None: unknown); see the module doc."""
     if expected_size is not None and expected_size < 0:
         raise ValueError(f"expected_size must be >= 0, got {expected_size}")
-    cover = max(expected_size or 0, COVER_AT_LEAST)
-    size = -(-cover // (MAX_PARTS * MiB)) * MiB  # integer ceil, whole MiB
-    return max(MIN_PART_SIZE, size)
+    if expected_size is None:
+        return MAX_MEMORY_PART_SIZE
+    needed = -(-(expected_size * HEADROOM) // (MAX_PARTS * MiB)) * MiB  # integer ceil, whole MiB
+    if needed > MAX_MEMORY_PART_SIZE:
+        return needed  # NOTE: the object could not be stored otherwise; memory follows
+    return max(MIN_PART_SIZE, needed)
 
 
 class _PartBody(io.RawIOBase):
@@ -309,18 +315,36 @@ def _check_size(client, bucket: str, key: str, size: int) -> None:
                        hint="the S3 endpoint lost data: retry the backup and check the endpoint")
 
 
-def download_stream(client, bucket: str, key: str) -> tuple[BinaryIO, int]:
-    """(readable body, size) of an object, streamed (``body.read(n)``); close it when done."""
+class ObjectChanged(OpsError):
+    """The object is no longer the one that was checked (its ETag differs)."""
+
+
+def download_object(client, bucket: str, key: str, *, if_match: str | None = None) -> tuple[BinaryIO, int, str]:
+    """(readable body, size, ETag) of an object, streamed (``body.read(n)``); close it when done.
+
+    ``if_match``: only the object with exactly this ETag (the one checked before); anything
+    else raises ObjectChanged instead of returning other bytes."""
+    extra = {"IfMatch": if_match} if if_match else {}
     try:
-        response = client.get_object(Bucket=bucket, Key=key)
+        response = client.get_object(Bucket=bucket, Key=key, **extra)
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
         if code in ("NoSuchKey", "404"):
             raise OpsError(f"s3://{bucket}/{key} does not exist",
                            hint="the backup was deleted; pick another from `inv backup.list --host ENV`") from None
+        if code in ("PreconditionFailed", "412"):
+            raise ObjectChanged(f"s3://{bucket}/{key} was replaced after it was checked (its ETag is no longer "
+                                f"{if_match})", hint="someone is writing to the bucket: investigate, then re-run") \
+                from None
         raise OpsError(f"cannot read s3://{bucket}/{key}: {exc}",
                        hint="check the S3 endpoint and credentials") from None
-    return response["Body"], response["ContentLength"]
+    return response["Body"], response["ContentLength"], response.get("ETag", "")
+
+
+def download_stream(client, bucket: str, key: str) -> tuple[BinaryIO, int]:
+    """(readable body, size) of an object, streamed (``body.read(n)``); close it when done."""
+    body, size, _ = download_object(client, bucket, key)
+    return body, size
 
 
 def sha256_of_object(client, bucket: str, key: str, *, progress: Callable[[int], None] | None = None,

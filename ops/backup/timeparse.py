@@ -8,6 +8,7 @@ day?), no "yesterday". Accepted::
     2026-11-24T03:00:00Z
     2026-11-24 03:00:00+01:00
     2026-11-24T03:00:00.123+01:00
+    now                       (this moment: the newest data there is)
 
 ``parse_utc`` / ``format_utc`` read and write the timestamps stored in manifests.
 """
@@ -39,6 +40,8 @@ def parse_at(text: str, *, now: datetime) -> datetime:
     text = (text or "").strip()
     if not text:
         raise ConfigError("no timestamp given", hint=f"give an ISO 8601 time with an offset, e.g. {EXAMPLES}")
+    if text.lower() == "now":
+        return as_utc(now)
     if _DATE_ONLY.fullmatch(text):
         date = text[:10]
         raise ConfigError(f"timestamp {raw!r} is a date without a time of day",

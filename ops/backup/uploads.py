@@ -122,12 +122,12 @@ def backup_uploads(ctx: BackupContext, gw: Gateway, *, part_size: int | None = N
                             manifest.extension("uploads", encrypted=bool(passphrase)))
     hosts = list(env.hosts.values())
     with Operation(gw, "backup.uploads", hosts, say=ctx.say, version=backup_id, lock_wait=lock_wait,
-                   detail=f"{backup_id} -> {key}") as op:
+                   detail=f"{backup_id} -> {key}", scope="backup") as op:
         check_volume(gw, host)
         image = tar_image(gw, host)
         name = f"{env.app}-backup-{backup_id}"
         ctx.say(f"{host.name}: tar -czf of volume {volume_name(env)} -> s3://{ctx.bucket}/{key}")
-        encryptor = crypto.encryptor(passphrase) if passphrase else None
+        encryptor = crypto.encryptor(passphrase, backup_id) if passphrase else None
         result, stderr = stream_to_s3(
             ctx, gw, host, tar_argv(env, image, name=name), key, what="tar of the uploads volume",
             part_size=part_size, encryptor=encryptor,

@@ -1,8 +1,13 @@
 """``inv backup.verify``: a restore drill for one backup.
 
-db backups: the object streams from S3 through the operator's machine (SHA-256
-computed on the way, decrypted if it was encrypted) into ``pg_restore`` inside the
-Postgres accessory, restoring into a scratch database ``ops_verify_<id>_<rand>``.
+db backups: the manifest is authenticated first (``ops.backup.authenticity``; a forged or
+unauthenticated one is refused and never marked). Then the object streams from S3 through
+the operator's machine (SHA-256 computed on the way) into ``pg_restore`` inside the
+Postgres accessory, running as the powerless restore role (``ops.restore.role``), restoring
+into a scratch database ``ops_verify_<id>_<rand>`` that role owns. No unchecked byte reaches
+pg_restore: an encrypted object is authenticated chunk by chunk (bound to the backup id)
+before its plaintext is handed on; an unencrypted one is hashed in full first and then read
+again only if it is still that object (``If-Match``).
 Then the scratch database's per-table row counts (and checksums, when the manifest
 has them) and its newest Prisma migration are compared with the manifest. The
 scratch database is dropped whatever happens. The outcome is written into the
@@ -28,15 +33,17 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import audit
-from ops.backup import catalog, crypto
+from ops.backup import authenticity, catalog, crypto
+from ops.backup.authenticity import Authenticity
 from ops.backup.catalog import Entry
 from ops.backup.context import BackupContext
 from ops.backup.manifest import Manifest
-from ops.backup.stream_upload import download_stream
+from ops.backup.stream_upload import ObjectChanged, download_object
 from ops.commands import Argv, docker
 from ops.errors import OpsError
 from ops.postgres import CHECKSUM_SCHEME, PgTarget, migration_head, pg_target, session, table_stats
 from ops.remote import Gateway, pipe_into
+from ops.restore.role import RESTORE_ROLE, ensure_restore_role
 
 CHUNK = 1024 * 1024
 
@@ -127,9 +134,9 @@ class HashingReader(io.RawIOBase):
             pass
 
 
-def createdb_argv(target: PgTarget, name: str) -> Argv:
+def createdb_argv(target: PgTarget, name: str, owner: str = RESTORE_ROLE) -> Argv:
     return docker.exec_argv(target.container, "createdb", "--no-password", f"--username={target.user}",
-                            "--template=template0", name)
+                            "--template=template0", f"--owner={owner}", name)
 
 
 def dropdb_argv(target: PgTarget, name: str) -> Argv:
@@ -138,13 +145,20 @@ def dropdb_argv(target: PgTarget, name: str) -> Argv:
                             "--if-exists", "--force", name)
 
 
-def pg_restore_argv(target: PgTarget, name: str) -> Argv:
-    # --exit-on-error: a drill that "mostly" restored is a failed drill.
-    return docker.exec_argv(target.container, "pg_restore", "--no-password", f"--username={target.user}",
-                            f"--dbname={name}", "--exit-on-error", interactive=True)
+def pg_restore_argv(target: PgTarget, name: str, role: str = RESTORE_ROLE) -> Argv:
+    # --exit-on-error: a drill that "mostly" restored is a failed drill. As the restore role, never
+    # the superuser: the archive is SQL that pg_restore runs (see ops/restore/role.py).
+    return docker.exec_argv(target.container, "pg_restore", "--no-password", f"--username={role}",
+                            f"--dbname={name}", "--no-owner", "--exit-on-error", interactive=True)
 
 
 # ---------------------------------------------------------------- the drill
+
+
+def authenticate(ctx: BackupContext, entry: Entry, *, trust_unauthenticated: bool = False) -> Authenticity:
+    """Refuse (NotAuthentic, nothing marked) a backup whose manifest cannot be shown to be ours."""
+    return authenticity.check(entry.manifest, ctx.manifest_key(), env_name=ctx.env.name,
+                              trust_unauthenticated=trust_unauthenticated)
 
 
 def choose(ctx: BackupContext, backup_id: str | None) -> Entry:
@@ -163,20 +177,40 @@ def choose(ctx: BackupContext, backup_id: str | None) -> Entry:
     return entry
 
 
-def _open(ctx: BackupContext, entry: Entry) -> tuple[HashingReader, object]:
-    """(hashing reader over the stored bytes, plaintext reader)."""
+def _open(ctx: BackupContext, entry: Entry, auth: Authenticity, *, if_match: str | None = None
+          ) -> tuple[HashingReader, object]:
+    """(hashing reader over the stored bytes, plaintext reader); an encrypted object's first chunk is
+    authenticated before this returns (DecryptError otherwise)."""
     try:
-        body, _size = download_stream(ctx.client, ctx.bucket, entry.data_key)
+        body, _size, _etag = download_object(ctx.client, ctx.bucket, entry.data_key, if_match=if_match)
     except (BotoCoreError, ClientError) as exc:
         raise catalog.s3_error(exc, f"reading {entry.data_key}", ctx.bucket) from None
     hashing = HashingReader(body)
     if entry.manifest.encrypted:
         passphrase = ctx.passphrase()
         if not passphrase:
+            body.close()
             raise VerifyFailed(f"backup {entry.id} is encrypted but backup.encryption_key_var is not set",
                                hint="set it (and the passphrase in the ops env file) to verify this backup")
-        return hashing, crypto.decrypt_stream(io.BufferedReader(hashing, CHUNK), passphrase)
+        try:
+            return hashing, crypto.decrypt_stream(io.BufferedReader(hashing, CHUNK), passphrase,
+                                                  bound_to=auth.bound_to)
+        except BaseException:
+            body.close()
+            raise
     return hashing, hashing
+
+
+def _prehash(ctx: BackupContext, entry: Entry) -> tuple[list[str], str]:
+    """(checksum problems, ETag): the whole object hashed before a byte of it goes anywhere."""
+    body, _size, etag = download_object(ctx.client, ctx.bucket, entry.data_key)
+    hashing = HashingReader(body)
+    try:
+        hashing.drain()
+    finally:
+        with contextlib.suppress(Exception):
+            body.close()
+    return _checksum_problems(entry.manifest, hashing), etag
 
 
 def _checksum_problems(m: Manifest, hashing: HashingReader) -> list[str]:
@@ -188,15 +222,31 @@ def _checksum_problems(m: Manifest, hashing: HashingReader) -> list[str]:
     return problems
 
 
-def verify_db(ctx: BackupContext, gw: Gateway, entry: Entry) -> VerifyResult:
+def verify_db(ctx: BackupContext, gw: Gateway, entry: Entry, auth: Authenticity | None = None) -> VerifyResult:
     m = entry.manifest
+    auth = auth or authenticate(ctx, entry)
     target = pg_target(ctx.env, ctx.app_values())
     name = scratch_name(m.id)
     result = VerifyResult(entry, ok=False)
-    ctx.say(f"{target.host.name}: restoring {m.id} ({m.size} bytes) into scratch database {name}")
+    etag = None
+    if not m.encrypted:
+        # NOTE: nothing authenticates plaintext chunk by chunk: check the whole object first.
+        problems, etag = _prehash(ctx, entry)
+        if problems:
+            result.problems = problems
+            return result
+    ensure_restore_role(gw, target)
+    ctx.say(f"{target.host.name}: restoring {m.id} ({m.size} bytes) into scratch database {name} as {RESTORE_ROLE}")
     gw.run(target.host, createdb_argv(target, name))
     try:
-        hashing, plain = _open(ctx, entry)
+        try:
+            hashing, plain = _open(ctx, entry, auth, if_match=etag)
+        except crypto.DecryptError as exc:  # another backup's object, tampered, or a wrong passphrase
+            result.problems = [f"cannot decrypt {m.id}: {exc}"]
+            return result
+        except ObjectChanged as exc:
+            result.problems = [exc.message]
+            return result
         restore_error: OpsError | None = None
         try:
             pipe_into(gw, target.host, pg_restore_argv(target, name), plain, chunk_size=CHUNK)
@@ -232,10 +282,15 @@ def verify_db(ctx: BackupContext, gw: Gateway, entry: Entry) -> VerifyResult:
                     f"docker exec {target.container} dropdb -U {target.user} {name}")
 
 
-def verify_uploads(ctx: BackupContext, entry: Entry) -> VerifyResult:
+def verify_uploads(ctx: BackupContext, entry: Entry, auth: Authenticity | None = None) -> VerifyResult:
     m = entry.manifest
+    auth = auth or authenticate(ctx, entry)
     result = VerifyResult(entry, ok=False)
-    hashing, plain = _open(ctx, entry)
+    try:
+        hashing, plain = _open(ctx, entry, auth)
+    except crypto.DecryptError as exc:
+        result.problems = [f"cannot decrypt: {exc}"]
+        return result
     files = size = 0
     try:
         with tarfile.open(fileobj=plain, mode="r|gz") as tar:
@@ -265,11 +320,17 @@ def verify_uploads(ctx: BackupContext, entry: Entry) -> VerifyResult:
     return result
 
 
-def verify(ctx: BackupContext, gw: Gateway, backup_id: str | None = None) -> VerifyResult:
-    """Run the drill, record the outcome in the manifest, audit it; raise VerifyFailed when not ok."""
+def verify(ctx: BackupContext, gw: Gateway, backup_id: str | None = None, *,
+           trust_unauthenticated: bool = False) -> VerifyResult:
+    """Run the drill, record the outcome in the manifest, audit it; raise VerifyFailed when not ok.
+
+    A backup that is not authentic (``NotAuthentic``) is refused before the drill and NOT marked:
+    marking rewrites (and signs) the manifest, which must never launder a forged one."""
     entry = choose(ctx, backup_id)
+    auth = authenticate(ctx, entry, trust_unauthenticated=trust_unauthenticated)
     started = audit.utcnow()
-    result = verify_db(ctx, gw, entry) if entry.manifest.kind == "db" else verify_uploads(ctx, entry)
+    result = (verify_db(ctx, gw, entry, auth) if entry.manifest.kind == "db"
+              else verify_uploads(ctx, entry, auth))
     result.seconds = (audit.utcnow() - started).total_seconds()
     entry.manifest.mark_verified(result.ok, result.detail, audit.utcnow())
     ctx.put_manifest(entry.manifest)

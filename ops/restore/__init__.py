@@ -1,25 +1,29 @@
 """Restore the database (``inv restore``) and the uploads (``inv restore.uploads``) from S3.
 
 Modules: ``plan`` (the backup chosen and checked, the plan), ``objects``
-(reading a backup object from S3), ``database`` (names, SQL, pg_restore, the swap), ``run``
-(applying a database plan), ``uploads`` (the uploads volume); the maintenance page and the
+(reading a backup object from S3), ``database`` (names, SQL, pg_restore, the swap), ``role``
+(the non-superuser pg_restore runs as), ``run`` (applying a database plan), ``kept`` (the
+``<db>_before_<ts>`` databases: list, drop, put back), ``uploads`` (the uploads volume); the maintenance page and the
 site probes are ``ops.traffic``.
 
 Database, in this order, and what a failure at each step leaves behind:
 
-1. ``--at`` parsed strictly; the newest db backup finished at or before it is chosen
-                                                                  -> nothing touched
-2. its object is streamed from S3 and its SHA-256 and size checked against the
-   manifest; the plan is shown                                    -> nothing touched
+1. ``--at`` parsed strictly (or ``now``); the newest db backup whose data (its snapshot)
+   is from at or before it is chosen, or ``--id`` names one      -> nothing touched
+2. its manifest is authenticated (HMAC keyed from the passphrase, when one is
+   configured; ``ops.backup.authenticity``), its object streamed from S3 and its SHA-256
+   and size checked against the manifest; the plan is shown      -> nothing touched
    (``--dry-run`` stops here: it reads S3, it changes nothing)
 3. confirmation (type the environment name) unless ``--yes``
 4. a safety backup of the live database (``backup.db``, which takes and releases the
    environment lock itself), then the environment lock for the rest -> nothing touched
 5. a NEW database ``<db>_restore_<ts>`` is created next to the live one and
-   ``pg_restore`` (inside the Postgres accessory) is fed the object streamed
-   S3 -> here -> SSH channel -> ``docker exec -i``; the bytes are hashed again on
-   the way; the row count of every table and the migration head are compared with
-   the manifest                                 -> failure: the new database is dropped;
+   ``pg_restore`` (inside the Postgres accessory, as the powerless role ``ops_restore``:
+   ``ops.restore.role``) is fed exactly the object that was checked (``If-Match``)
+   streamed S3 -> here -> SSH channel -> ``docker exec -i``, an encrypted one
+   authenticated chunk by chunk; the bytes are hashed again on the way; the objects are
+   handed to the app's role; the row count of every table and the migration head are
+   compared with the manifest                                 -> failure: the new database is dropped;
                                                    the live one never stopped serving
 6. traffic stops: on every web host a maintenance container joins the app network
    under the name nginx proxies to (it answers 503 + Retry-After), then the app

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +18,8 @@ from ops.errors import ConfigError, HostError, OpsError
 from ops.inventory import Host
 from ops.postgres import PgTarget, migration_head, session, table_stats
 from ops.remote import Gateway, pipe_into
-from ops.restore.objects import check_streamed, object_stream
+from ops.restore.objects import CheckedObject, check_streamed, object_stream
+from ops.restore.role import RESTORE_ROLE, ensure_restore_role, hand_over
 
 # Postgres truncates identifiers to 63 bytes (NAMEDATALEN - 1): longer names would collide.
 MAX_IDENT = 63
@@ -59,18 +61,16 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def pg_restore_argv(container: str, user: str, dbname: str, *, role: str | None = None) -> tuple[str, ...]:
-    """pg_restore inside the accessory (local socket, trust), reading the archive on stdin.
+def pg_restore_argv(container: str, role: str, dbname: str) -> tuple[str, ...]:
+    """pg_restore inside the accessory (local socket, trust) as ``role``, reading the archive on stdin.
 
-    ``--exit-on-error``: stop at the first failed statement (by default pg_restore
-    carries on and only reports at the end); ``--no-owner``: objects belong to
-    ``role`` (the app's database user) or the connecting user, not to whoever owned
-    them where the dump was made.
+    ``role`` is the restore role (``ops.restore.role``), never a superuser: the archive is SQL
+    pg_restore runs. ``--exit-on-error``: stop at the first failed statement (by default
+    pg_restore carries on and only reports at the end); ``--no-owner``: objects belong to the
+    restore role, handed to the app's role afterwards.
     """
-    cmd = ["pg_restore", "--no-password", f"--username={user}", f"--dbname={dbname}", "--no-owner",
+    cmd = ["pg_restore", "--no-password", f"--username={role}", f"--dbname={dbname}", "--no-owner",
            "--exit-on-error"]
-    if role and role != user:
-        cmd.append(f"--role={role}")
     return docker.exec_argv(container, *cmd, interactive=True)
 
 
@@ -165,8 +165,10 @@ def existing_databases(gw: Gateway, target: PgTarget, names: list[str]) -> set[s
 
 
 def create_database(gw: Gateway, target: PgTarget, new: str, live: LiveDatabase | None) -> None:
-    statement = (create_database_sql(new, live) if live is not None
-                 else f"CREATE DATABASE {ident(new)} WITH TEMPLATE template0 OWNER {ident(target.user)}")
+    """The new database, owned by the restore role until ``hand_over`` (encoding/locale of the live one)."""
+    owner = ensure_restore_role(gw, target)
+    statement = (create_database_sql(new, dataclasses.replace(live, owner=owner)) if live is not None
+                 else f"CREATE DATABASE {ident(new)} WITH TEMPLATE template0 OWNER {ident(owner)}")
     with session(gw, target, "postgres") as conn:
         _sql(conn, statement, f"creating database {new}", target.host)
 
@@ -185,11 +187,14 @@ def drop_database(gw: Gateway, target: PgTarget, name: str) -> str | None:
 
 
 def restore_into(ctx: BackupContext, gw: Gateway, target: PgTarget, m: Manifest, dbname: str,
-                 role: str | None) -> None:
-    """pg_restore ``m`` into ``dbname``, the object streamed S3 -> here -> SSH -> docker exec -i."""
-    with object_stream(ctx, m) as (hashed, plain):
-        pipe_into(gw, target.host, pg_restore_argv(target.container, target.user, dbname, role=role), plain)
+                 role: str | None, checked: CheckedObject, *, db_owner: str | None = None) -> None:
+    """pg_restore ``m`` into ``dbname`` as the restore role, the object (exactly the one checked)
+    streamed S3 -> here -> SSH -> docker exec -i; then its objects handed to ``role`` (the app's
+    database user, else POSTGRES_USER) and the database to ``db_owner``."""
+    with object_stream(ctx, m, checked) as (hashed, plain):
+        pipe_into(gw, target.host, pg_restore_argv(target.container, RESTORE_ROLE, dbname), plain)
     check_streamed(m, hashed)
+    hand_over(gw, target, dbname, owner=role or target.user, db_owner=db_owner or role or target.user)
 
 
 def verify_restored(gw: Gateway, target: PgTarget, dbname: str, m: Manifest) -> list[str]:

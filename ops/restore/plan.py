@@ -19,7 +19,7 @@ from ops.postgres import DatabaseURL, PgTarget, pg_target
 from ops.remote import Gateway
 from ops.restore.database import LiveDatabase, existing_databases, live_database, scratch_names, stamp
 from ops.restore.errors import RestoreRefused
-from ops.restore.objects import check_object
+from ops.restore.objects import CheckedObject, check_object
 from ops.table import human_bytes
 from ops.traffic import serving_containers
 
@@ -48,23 +48,35 @@ class DbPlan:
     role: str | None
     free_bytes: int | None
     web: dict[str, list[str]]
-    checked_seconds: float
+    checked: CheckedObject
     warnings: list[str] = field(default_factory=list)
+    how: str = ""  # "--id ..." when chosen by id (``at`` is then now)
 
     @property
     def manifest(self) -> Manifest:
         return self.entry.manifest
 
+    @property
+    def checked_seconds(self) -> float:
+        return self.checked.seconds
+
     def lines(self) -> list[str]:
         m, t, live = self.manifest, self.target, self.live
         rows = sum(m.table_counts.values())
-        before = (self.at - m.finished_at).total_seconds()
+        point = m.restore_point
+        lost = (self.at - point).total_seconds()
+        target = self.how or f"to {format_utc(self.at)}"
         out = [
-            f"restore plan for {self.env.name}, to {format_utc(self.at)}:",
-            f"  backup     {m.id}, finished {format_utc(m.finished_at)} ({human_age(before)} before the target)",
+            f"restore plan for {self.env.name}, {target}:",
+            f"  backup     {m.id}: data as of {format_utc(point)} ({'its snapshot' if m.snapshot_at else 'its start'}"
+            f"), finished {format_utc(m.finished_at)}",
+            f"  data loss  writes after {format_utc(point)} are not in it" + (
+                f": {human_age(lost)} before the target {format_utc(self.at)}" if not self.how else
+                " (the live database is kept, with them)"),
             f"  object     s3://{self.env.s3.bucket}/{m.object_key}, {human_bytes(m.size)}"
             f"{', encrypted' if m.encrypted else ''}; sha256 {m.sha256[:16]}... checked just now "
             f"({self.checked_seconds:.1f}s)",
+            f"  authentic  {self.checked.authenticity.line}",
             f"  contents   database {m.database or '?'} (PostgreSQL {m.server_version or '?'}), {len(m.table_counts)} "
             f"tables, {rows} rows; migration head {m.newest_migration or '(none)'}; release {m.app_release or '?'}",
         ]
@@ -96,15 +108,34 @@ class DbPlan:
         return out
 
 
-def prepare_db(ctx: BackupContext, gw: Gateway, at_text: str, *, now: datetime | None = None) -> DbPlan:
+def choose(ctx: BackupContext, kind: str, *, at_text: str, backup_id: str,
+           now: datetime) -> tuple[Entry, datetime, str, list[str]]:
+    """(the backup, the target time, how it was chosen, the listing's warnings about it) from ``--at``
+    or ``--id`` (exactly one)."""
+    env = ctx.env
+    if bool(at_text) == bool(backup_id):
+        raise ConfigError(f"say which {kind} backup: --at TIMESTAMP or --id ID (one of them)",
+                          hint=f"e.g. --at {format_utc(now.replace(microsecond=0))} or --at now; ids: "
+                               f"inv backup.list --host {env.name} --kind {kind}")
+    listing = list_backups(env, ctx.client, kind=kind)
+    if backup_id:
+        entry = get(listing, backup_id)
+        if entry.kind != kind:
+            raise ConfigError(f"backup {backup_id} is a {entry.kind} backup, not {kind}",
+                              hint=f"ids: inv backup.list --host {env.name} --kind {kind}")
+        return entry, now, f"backup {backup_id} (--id)", [w for w in listing.warnings if backup_id in w]
+    at = parse_at(at_text, now=now)
+    entry = find_at(listing, at, kind)
+    return entry, at, "", [w for w in listing.warnings if entry.id in w]
+
+
+def prepare_db(ctx: BackupContext, gw: Gateway, at_text: str = "", *, backup_id: str = "",
+               trust_unauthenticated: bool = False, now: datetime | None = None) -> DbPlan:
     """Everything before any change: the backup chosen, its object checked, the live state read."""
     env = ctx.env
     now = now or audit.utcnow()
-    at = parse_at(at_text, now=now)
-    listing = list_backups(env, ctx.client, kind="db")
-    entry = find_at(listing, at, "db")
+    entry, at, how, warnings = choose(ctx, "db", at_text=at_text, backup_id=backup_id, now=now)
     m = entry.manifest
-    warnings = [w for w in listing.warnings if m.id in w]
     target = pg_target(env, ctx.app_values())
     role = _app_role(ctx)
     live = live_database(gw, target)
@@ -126,9 +157,9 @@ def prepare_db(ctx: BackupContext, gw: Gateway, at_text: str, *, now: datetime |
     if live is not None and free is not None and free < live.size:
         warnings.append(f"free space on the data volume ({human_bytes(free)}) is less than the live database "
                         f"({human_bytes(live.size)}): both exist side by side during the restore")
-    checked = check_object(ctx, m)
+    checked = check_object(ctx, m, trust_unauthenticated=trust_unauthenticated)
     return DbPlan(env, at, entry, target, live, new_db, before_db, role, free,
-                  {h.name: serving.ok[h.name] for h in webs}, checked, warnings)
+                  {h.name: serving.ok[h.name] for h in webs}, checked, warnings, how)
 
 
 def _app_role(ctx: BackupContext) -> str | None:
@@ -155,12 +186,16 @@ class UploadsPlan:
     entry: Entry
     hosts: list[Host]
     ts: str
-    checked_seconds: float
+    checked: CheckedObject
     how: str
 
     @property
     def manifest(self) -> Manifest:
         return self.entry.manifest
+
+    @property
+    def checked_seconds(self) -> float:
+        return self.checked.seconds
 
     def lines(self) -> list[str]:
         m, vol = self.manifest, backup_uploads.volume_name(self.env)
@@ -170,6 +205,7 @@ class UploadsPlan:
             f"({human_bytes(m.source_bytes)} unpacked)",
             f"  object     s3://{self.env.s3.bucket}/{m.object_key}, {human_bytes(m.size)}"
             f"{', encrypted' if m.encrypted else ''}; sha256 checked just now ({self.checked_seconds:.1f}s)",
+            f"  authentic  {self.checked.authenticity.line}",
             f"  1. lock environment {self.env.name}",
             f"  2. on {', '.join(h.name for h in self.hosts)}: extract the archive (streamed from S3) into "
             f"volume {vol} under .restore-{self.ts}/ and check its file count (the live files are not touched)",
@@ -180,7 +216,7 @@ class UploadsPlan:
 
 
 def prepare_uploads(ctx: BackupContext, hosts: list[Host], *, at_text: str = "", backup_id: str = "",
-                    now: datetime | None = None) -> UploadsPlan:
+                    trust_unauthenticated: bool = False, now: datetime | None = None) -> UploadsPlan:
     env = ctx.env
     now = now or audit.utcnow()
     if bool(at_text) == bool(backup_id):
@@ -190,14 +226,8 @@ def prepare_uploads(ctx: BackupContext, hosts: list[Host], *, at_text: str = "",
     if not webs:
         raise ConfigError("no web host selected: the uploads volume lives on the web hosts",
                           hint=f"use --host {env.name} or {env.name}:<web host>")
-    listing = list_backups(env, ctx.client, kind="uploads")
-    if backup_id:
-        entry = get(listing, backup_id)
-        how = f"backup {backup_id}"
-    else:
-        at = parse_at(at_text, now=now)
-        entry = find_at(listing, at, "uploads")
-        how = f"newest before {format_utc(at)}"
-    checked = check_object(ctx, entry.manifest)
+    entry, at, how, _ = choose(ctx, "uploads", at_text=at_text, backup_id=backup_id, now=now)
+    how = how or f"newest before {format_utc(at)}"
+    checked = check_object(ctx, entry.manifest, trust_unauthenticated=trust_unauthenticated)
     return UploadsPlan(env, entry, webs, stamp(now), checked, how)
 

@@ -59,7 +59,7 @@ def restore_db(ctx: BackupContext, gw: Gateway, plan: DbPlan, *, say: Say = _qui
     t0 = time.monotonic()
     safety = None
     hosts = list(env.hosts.values())
-    with Operation(gw, "restore", hosts, say=say, version=m.id, lock_wait=lock_wait,
+    with Operation(gw, "restore", hosts, say=say, version=m.id, lock_wait=lock_wait, scope="exclusive",
                    detail=f"{m.id} (finished {format_utc(m.finished_at)}) into {plan.target.dbname}") as op:
         if safety_backup and plan.live is not None:
             # Under our lock: no deploy or other restore can run between it and the swap.
@@ -99,7 +99,8 @@ def _restore_locked(ctx: BackupContext, gw: Gateway, plan: DbPlan, say: Say, hea
     say(f"restoring {m.id} into {new} on {target.host.name} (streamed from S3; {db} keeps serving)")
     create_database(gw, target, new, plan.live)
     try:
-        restore_into(ctx, gw, target, m, new, plan.role)
+        restore_into(ctx, gw, target, m, new, plan.role, plan.checked,
+                     db_owner=plan.live.owner if plan.live is not None else target.user)
         say(f"  pg_restore done in {time.monotonic() - t:.1f}s; checking it against the manifest")
         problems = verify_restored(gw, target, new, m)
         if problems:

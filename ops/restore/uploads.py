@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ops.backup import uploads as backup_uploads
 from ops.backup.context import BackupContext
@@ -30,6 +30,7 @@ def _quiet(_: str) -> None:
 # -- uploads ----------------------------------------------------------------------------
 UPLOADS_DATA = "/data"
 STATS_RE = re.compile(r"^ops-restore-stats files=(\d+)$", re.MULTILINE)
+ASIDE_RE = re.compile(r"^ops-restore-aside (.+)$", re.MULTILINE)
 # Extract into a hidden directory of the volume (the app lists no dot-names); count the files.
 # NOTE: `cat` drains what tar leaves unread after its end-of-archive blocks (record padding),
 # so the stream is always read to its end and an early exit means a failure.
@@ -41,6 +42,9 @@ EXTRACT_SCRIPT = (
 # filesystem. Half way through a failure puts everything back where it was.
 SWAP_SCRIPT = (
     'set -eu; tmp=/data/.restore-"$1"; old=/data/.before-restore-"$1"; test -d "$tmp"; mkdir "$old"; '
+    # Name every live file the backup does not have: it moves aside (kept), it is never dropped silently.
+    "(cd /data && find . \\( -path './.restore-*' -o -path './.before-restore-*' \\) -prune -o -type f -print) "
+    '| while IFS= read -r f; do [ -e "$tmp/$f" ] || printf "ops-restore-aside %s\\n" "${f#./}"; done; '
     "mvall() { find \"$1\" -mindepth 1 -maxdepth 1 ! -name '.restore-*' ! -name '.before-restore-*' "
     "-exec sh -c 'd=$0; for e; do mv -- \"$e\" \"$d/\" || exit 1; done' \"$2\" {} + ; }; "
     'if mvall /data "$old" && mvall "$tmp" /data; then rm -rf "$tmp"; echo ops-restore-swapped; exit 0; fi; '
@@ -67,6 +71,8 @@ class UploadsResult:
     kept: str
     seconds: float
     cleanup_hint: str
+    # per host: live files the backup did not have (moved aside into ``kept``, not deleted)
+    aside: dict[str, list[str]] = field(default_factory=dict)
 
 
 def restore_uploads(ctx: BackupContext, gw: Gateway, plan: UploadsPlan, *, say: Say = _quiet,
@@ -74,22 +80,27 @@ def restore_uploads(ctx: BackupContext, gw: Gateway, plan: UploadsPlan, *, say: 
     env, m = ctx.env, plan.manifest
     t0 = time.monotonic()
     files, image = 0, ""
+    aside: dict[str, list[str]] = {}
     with Operation(gw, "restore.uploads", list(env.hosts.values()), say=say, version=m.id, lock_wait=lock_wait,
-                   detail=f"{m.id} on {', '.join(h.name for h in plan.hosts)}") as op:
+                   scope="exclusive", detail=f"{m.id} on {', '.join(h.name for h in plan.hosts)}") as op:
         for host in plan.hosts:
             say(f"{host.name}: extracting {m.id} into {backup_uploads.volume_name(env)}/.restore-{plan.ts}/")
-            files, image = _restore_uploads_on(ctx, gw, host, plan)
+            files, image, aside[host.name] = _restore_uploads_on(ctx, gw, host, plan)
             say(f"{host.name}: {files} files in place; previous ones in .before-restore-{plan.ts}/")
+            if aside[host.name]:
+                say(f"{host.name}: {len(aside[host.name])} file(s) were only in the live uploads, not in the "
+                    f"backup: moved aside into .before-restore-{plan.ts}/, not deleted: "
+                    + ", ".join(aside[host.name][:10]) + (" ..." if len(aside[host.name]) > 10 else ""))
         op.outcome = f"{m.id}: {files} files; previous kept in .before-restore-{plan.ts}"
     for warning in op.warnings:
         say(f"warning: {warning}")
     hint = (f"on {', '.join(h.name for h in plan.hosts)}: docker run --rm -v {backup_uploads.volume_name(env)}:/data "
             f"--user 0 --entrypoint rm {image} -rf /data/.before-restore-{plan.ts}")
     return UploadsResult(m.id, [h.name for h in plan.hosts], files, f".before-restore-{plan.ts}",
-                         time.monotonic() - t0, hint)
+                         time.monotonic() - t0, hint, {h: a for h, a in aside.items() if a})
 
 
-def _restore_uploads_on(ctx: BackupContext, gw: Gateway, host: Host, plan: UploadsPlan) -> tuple[int, str]:
+def _restore_uploads_on(ctx: BackupContext, gw: Gateway, host: Host, plan: UploadsPlan) -> tuple[int, str, list[str]]:
     env, m, ts = ctx.env, plan.manifest, plan.ts
     gw.run(host, docker.volume_create_argv(backup_uploads.volume_name(env), labels={"ops.app": env.app}))
     image = backup_uploads.tar_image(gw, host)
@@ -100,7 +111,7 @@ def _restore_uploads_on(ctx: BackupContext, gw: Gateway, host: Host, plan: Uploa
         gw.run(host, uploads_argv(env, image, CLEANUP_SCRIPT, ts, name=name + "-rm"), check=False, timeout=600)
 
     try:
-        with object_stream(ctx, m) as (hashed, plain):
+        with object_stream(ctx, m, plan.checked) as (hashed, plain):
             out = pipe_into(gw, host, uploads_argv(env, image, EXTRACT_SCRIPT, ts, stdin=True, name=name), plain)
         check_streamed(m, hashed)
         found = STATS_RE.findall(out.stdout)
@@ -121,4 +132,4 @@ def _restore_uploads_on(ctx: BackupContext, gw: Gateway, host: Host, plan: Uploa
             cleanup()
         raise RestoreFailed(f"moving the restored files into place failed ({res.stderr.strip()[-200:]}); the "
                             "previous files were put back", host=host.name)
-    return files, image
+    return files, image, ASIDE_RE.findall(res.stdout)

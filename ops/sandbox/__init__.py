@@ -64,7 +64,11 @@ def up(env: Environment, *, say: Say = _quiet) -> Report:
     public, created = keys.ensure_keypair(env.ssh.key)
     step(f"key pair {env.ssh.key}: {'generated' if created else 'reused'}")
 
+    # NOTE: the network first: the S3 TLS front listens on its gateway address.
+    step(f"network {env.sandbox.network}: {fleet.ensure_network(env, say)}")
     services.write_registry_config(env)
+    if front := services.write_tls_front(env):
+        step(f"S3 TLS front: {front}")
     for svc in services.services(env).values():
         step(f"{svc.name} on {svc.address}:{svc.port}: {services.ensure(svc, say)}")
     step(f"bucket {env.s3.bucket}: {services.ensure_bucket(env)}")
@@ -74,7 +78,6 @@ def up(env: Environment, *, say: Say = _quiet) -> Report:
     for ref, how in images.ensure_service_images(env, say):
         step(f"image {ref}: {how}")
     step(f"env file {env.env_file}: {app_env.ensure(env)}")
-    step(f"network {env.sandbox.network}: {fleet.ensure_network(env, say)}")
     for host in env.hosts.values():
         step(f"{host.name}: container {fleet.container_name(host.name)} {fleet.ensure_host(env, host, image, say)}")
 
@@ -112,7 +115,7 @@ def status(env: Environment) -> list[StatusRow]:
             rows.append(StatusRow(host.name, "host", info.state, host.port, image=info.image, answering=ssh))
     for svc in services.services(env).values():
         pid = services.running_pid(svc)
-        ok = services.answering(svc.probe_url)
+        ok = services.answering(svc.probe_url, ca=svc.probe_ca)
         state = "running" if pid else ("not ours" if ok else "stopped")
         rows.append(StatusRow(svc.name, svc.name, state, svc.port, pid=pid, answering=ok))
     return rows

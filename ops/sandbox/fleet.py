@@ -8,6 +8,7 @@ Everything carries the label ``ops.sandbox=1`` so ``down`` finds it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import json
@@ -165,13 +166,14 @@ def _is_ip(text: str) -> bool:
 
 
 def port_free(port: int, address: str = "127.0.0.1") -> bool:
-    """Nothing listens on address:port (SO_REUSEADDR: TIME_WAIT leftovers do not count)."""
+    """Nothing listens on address:port (SO_REUSEADDR: TIME_WAIT leftovers do not count). An address
+    this machine does not have (the sandbox network's gateway once the network is gone) is free."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
-        except OSError:
-            return False
+        except OSError as exc:
+            return exc.errno == errno.EADDRNOTAVAIL
     return True
 
 

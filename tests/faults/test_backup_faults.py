@@ -88,7 +88,7 @@ def test_corrupted_backup_object_is_refused_before_the_restore_changes_anything(
     at = (datetime.now(UTC) - timedelta(seconds=0)).strftime("%Y-%m-%dT%H:%M:%SZ")
     client.put_object(Bucket=env.s3.bucket, Key=m["object_key"], Body=bytes(flipped))
     try:
-        restore = h.run_inv("restore", "--host", "sandbox", "--at", at, "--yes", timeout=600)
+        restore = h.run_inv("restore", "--host", "sandbox", "--logical", "--at", at, "--yes", timeout=600)
     finally:
         client.put_object(Bucket=env.s3.bucket, Key=m["object_key"], Body=original)
     h.assert_one_clear_error(restore, 1, m["id"])
@@ -142,3 +142,27 @@ def test_restore_with_a_bad_at_exits_2_with_one_line_showing_an_accepted_form(fl
     lines = [ln for ln in out.output.splitlines() if ln.strip()]
     assert len(lines) == 1, str(out)
     assert ACCEPTED_AT.search(lines[0]), str(out)
+
+
+def test_a_deploy_proceeds_while_a_backup_holds_its_lock_and_a_restore_is_refused(fleet, marker_rows):
+    """The backup lock scope: an emergency deploy is never held up by a backup; a restore is."""
+    from ops.lock import EnvironmentLock, Holder
+    from ops.remote import Gateway
+
+    env = fleet.env
+    old = h.assert_one_version()
+    new = fleet.other(old)
+    databases = _databases(env)
+    with Gateway(env) as gw, EnvironmentLock(gw, list(env.hosts.values()),
+                                             Holder("backup.db", "db-held-by-the-fault-test", scope="backup")):
+        status = h.lock_status()
+        assert "backup.db db-held-by-the-fault-test" in status.stdout, str(status)
+        deploy = h.run_inv("deploy", "--host", "sandbox", "--version", new, timeout=600)
+        assert deploy.code == 0, str(deploy)
+        h.assert_one_version({new})
+        restore = h.run_inv("restore", "--host", "sandbox", "--logical", "--at", "now", "--yes", timeout=300)
+        h.assert_one_clear_error(restore, 1, "a backup is running", "db-held-by-the-fault-test")
+        assert _databases(env) == databases, "the refused restore created or renamed a database"
+        h.assert_rows_still_there(env, marker_rows)
+    h.assert_lock_free()
+    assert "db-held-by-the-fault-test" not in h.lock_status().stdout  # the backup lock is free again

@@ -349,9 +349,47 @@ def test_encrypted_backup_round_trips_through_verify(env, scratch, gw, tmp_path)
     m = dump.backup_db(ctx, gw, checksums=False, lock_wait=60)
     assert m.object_key.endswith(".dump.enc") and m.encryption["scheme"].startswith("aes-256-gcm")
     head = ctx.client.get_object(Bucket=env.s3.bucket, Key=m.object_key, Range="bytes=0-7")["Body"].read()
-    assert head == b"OPSENC01"
+    assert head == b"OPSENC02"  # bound to the backup id
+    assert m.auth and m.auth["scheme"] == "hmac-sha256+scrypt/v1"  # the manifest is authenticated
     assert verify.verify(ctx, gw, m.id).ok
     check.delete_backup(ctx.client, env.s3.bucket, catalog.get(catalog.list_backups(env, ctx.client), m.id))
+
+
+def test_a_crafted_archive_cannot_run_a_program_on_the_db_host_during_a_drill(base, gw, tmp_path):
+    """pg_restore runs as the powerless restore role: an archive whose data step calls
+    COPY ... FROM PROGRAM (a materialized view refreshed at restore) fails, and nothing runs."""
+    values = load_env_file(base.env_file)
+    dbname = f"ops_trap_{secrets.token_hex(3)}"
+    marker = f"/tmp/ops-trap-{secrets.token_hex(4)}"
+    host = base.hosts[base.accessories["postgres"].host]
+    container = container_name(base, base.accessories["postgres"])
+    with admin(values) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    env_file = tmp_path / "app.env"
+    env_file.write_text("".join(f"{k}={dbname if k == 'POSTGRES_DB' else v}\n" for k, v in values.items()))
+    os.chmod(env_file, 0o600)
+    env = dataclasses.replace(base, env_file=env_file,
+                              s3=dataclasses.replace(base.s3, prefix=f"ops-trap-test-{secrets.token_hex(3)}/"))
+    ctx = BackupContext(env)
+    program = f"touch {marker}; echo x"
+    try:
+        with connect(values, dbname) as conn:
+            conn.execute("CREATE TABLE sink (line text)")
+            conn.execute("CREATE FUNCTION run() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN "
+                         f"EXECUTE format('COPY sink FROM PROGRAM %L', {program!r}); RETURN 1; END $f$")
+            conn.execute("CREATE MATERIALIZED VIEW trap AS SELECT run() AS n")  # runs it once, as the superuser
+        gw.run(host, docker.exec_argv(container, "rm", marker))  # that run's trace, gone
+        with Gateway(env) as g:
+            m = dump.backup_db(ctx, g, checksums=False, lock_wait=60)
+            with pytest.raises(verify.VerifyFailed, match=r"pg_restore failed: .*COPY sink FROM PROGRAM .*REFRESH MATERIALIZED VIEW public\.trap"):
+                verify.verify(ctx, g, m.id)
+        assert not gw.run(host, docker.exec_argv(container, "test", "-e", marker), check=False).ok
+    finally:
+        with admin(values) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        for page in ctx.client.get_paginator("list_objects_v2").paginate(Bucket=ctx.bucket, Prefix=env.s3.prefix):
+            for obj in page.get("Contents", []):
+                ctx.client.delete_object(Bucket=ctx.bucket, Key=obj["Key"])
 
 
 # ---------------------------------------------------------------- check and prune
@@ -467,7 +505,8 @@ def test_cron_wrapper_then_list_verify_check_and_prune_dry_run_on_the_cli(base, 
     assert password not in proc.stdout + proc.stderr
 
     listed = inv("backup.list", "--host", "sandbox", "--json", check=True)
-    assert backup_id in [row["id"] for row in json.loads(listed.stdout)["data"]]
+    # NOTE: with pitr the listing also holds physical backups and the WAL range (rows without a logical id).
+    assert backup_id in [row.get("id") for row in json.loads(listed.stdout)["data"]]
     table = inv("backup.list", "--host", "sandbox", "--kind", "db", check=True)
     assert backup_id in table.stdout and "VERIFIED" in table.stdout
 

@@ -24,7 +24,8 @@ def env(tmp_path):
     path = tmp_path / "app.env"
     path.write_text(f"POSTGRES_USER=athlete\nPOSTGRES_PASSWORD={PASSWORD}\nPOSTGRES_DB=athlete\nOTHER=not-for-db\n")
     path.chmod(0o600)
-    return dataclasses.replace(load_environment("sandbox"), env_file=path)
+    # pitr=None: the plain accessory (the pgBackRest path: tests/unit/test_pgbackrest_accessory.py).
+    return dataclasses.replace(load_environment("sandbox"), env_file=path, pitr=None)
 
 
 @pytest.fixture

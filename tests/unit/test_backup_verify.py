@@ -89,12 +89,13 @@ def test_checksum_problems_name_size_and_digest():
     assert problems[0] == "object is 6 bytes, manifest says 5" and problems[1].startswith("sha256 mismatch")
 
 
-def test_scratch_database_commands_run_in_the_accessory_without_a_password():
+def test_scratch_database_commands_run_in_the_accessory_without_a_password_and_pg_restore_without_power():
     t = PgTarget(Host("db1", "127.0.0.1"), "athlete-platform-postgres", "athlete", "athlete", "pw-secret-123")
     assert verify.createdb_argv(t, "ops_verify_x") == (
         "docker", "exec", "athlete-platform-postgres", "createdb", "--no-password", "--username=athlete",
-        "--template=template0", "ops_verify_x")
+        "--template=template0", "--owner=ops_restore", "ops_verify_x")
     assert verify.dropdb_argv(t, "ops_verify_x")[-3:] == ("--if-exists", "--force", "ops_verify_x")
+    # The drill's pg_restore connects as the restore role (never the superuser POSTGRES_USER).
     assert verify.pg_restore_argv(t, "ops_verify_x") == (
-        "docker", "exec", "-i", "athlete-platform-postgres", "pg_restore", "--no-password", "--username=athlete",
-        "--dbname=ops_verify_x", "--exit-on-error")
+        "docker", "exec", "-i", "athlete-platform-postgres", "pg_restore", "--no-password",
+        "--username=ops_restore", "--dbname=ops_verify_x", "--no-owner", "--exit-on-error")

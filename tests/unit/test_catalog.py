@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from ops.backup.catalog import BackupNotFound, find_at, get, list_backups, newest
+from ops.backup.catalog import BackupNotFound, find_at, get, list_backups, newest, paste_time
 from ops.backup.manifest import Manifest, data_key, manifest_key
 from ops.errors import OpsError
 
@@ -119,12 +119,14 @@ def test_empty_bucket_and_missing_bucket(env_client):
     assert "\n" not in str(info.value)
 
 
-def test_find_at_picks_the_newest_finished_at_or_before(populated):
+def test_find_at_picks_the_newest_whose_data_is_from_at_or_before(populated):
     env, client, made = populated
     entries = list_backups(env, client)
-    # db3 started 03:00 but finished 03:30: at 03:15 it did not exist yet.
-    assert find_at(entries, t("2026-11-24T03:15:00"), "db").id == made["db2"].id
-    assert find_at(entries, t("2026-11-24T03:30:00"), "db").id == made["db3"].id  # finished exactly at
+    # db3 started 03:00 and finished 03:30: its data is from 03:00 (its snapshot), so at 03:15 it is
+    # the closest (db2 lacks a whole day), and at 02:59 it is not yet.
+    assert find_at(entries, t("2026-11-24T03:15:00"), "db").id == made["db3"].id
+    assert find_at(entries, t("2026-11-24T03:00:00"), "db").id == made["db3"].id  # data exactly at
+    assert find_at(entries, t("2026-11-24T02:59:59"), "db").id == made["db2"].id
     assert find_at(entries, t("2026-11-30T00:00:00"), "db").id == made["db3"].id  # orphan/broken never chosen
     assert find_at(entries, t("2026-11-23T03:05:00"), "db").id == made["db2"].id
     assert find_at(entries, t("2026-11-23T12:00:00"), "uploads").id == made["up1"].id
@@ -132,16 +134,27 @@ def test_find_at_picks_the_newest_finished_at_or_before(populated):
     assert find_at(entries, offset, "uploads").id == made["up1"].id
 
 
+def test_find_at_prefers_the_recorded_snapshot_time_and_list_shows_a_time_that_pastes(env_client):
+    env, client = env_client
+    early = put_backup(env, client, "db", t("2026-11-24T03:00:00"), suffix="000001",
+                       snapshot_at=t("2026-11-24T03:00:02.250000"))
+    assert paste_time(list_backups(env, client)[0]) == "2026-11-24T03:00:03Z"  # rounded up, not down
+    entries = list_backups(env, client)
+    with pytest.raises(BackupNotFound):
+        find_at(entries, t("2026-11-24T03:00:02"), "db")  # the snapshot is later than that
+    assert find_at(entries, t("2026-11-24T03:00:03"), "db").id == early.id
+
+
 def test_find_at_too_early_names_oldest_and_newest(populated):
     env, client, made = populated
     entries = list_backups(env, client)
     with pytest.raises(BackupNotFound) as info:
-        find_at(entries, t("2026-11-22T03:04:59"), "db")
+        find_at(entries, t("2026-11-22T02:59:59"), "db")
     message = str(info.value)
-    assert "no db backup finished at or before 2026-11-22T03:04:59Z" in message
-    assert f"oldest is {made['db1'].id} (finished 2026-11-22T03:05:00Z)" in message
-    assert f"newest is {made['db3'].id} (finished 2026-11-24T03:30:00Z)" in message
-    assert "pick a time at or after 2026-11-22T03:05:00Z" in message and "\n" not in message
+    assert "no db backup holds data from at or before 2026-11-22T02:59:59Z" in message
+    assert f"oldest is {made['db1'].id} (data as of 2026-11-22T03:00:00Z)" in message
+    assert f"newest is {made['db3'].id} (data as of 2026-11-24T03:00:00Z)" in message
+    assert "pick a time at or after 2026-11-22T03:00:00Z" in message and "\n" not in message
 
 
 def test_find_at_with_no_backups_of_that_kind(env_client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import boto3
@@ -44,7 +45,9 @@ def put_backup(ctx, kind: str, started: datetime, data: bytes, **extra) -> mf.Ma
 
 def test_an_intact_object_passes_the_check(ctx):
     m = put_backup(ctx, "db", datetime(2026, 11, 24, 3, 0, tzinfo=UTC), b"PGDMP" + b"x" * 100_000)
-    assert check_object(ctx, m) >= 0
+    checked = check_object(ctx, m)
+    assert checked.seconds >= 0 and checked.etag
+    assert not checked.authenticity.authenticated  # no key configured in the sandbox: nothing to check with
 
 
 def test_an_object_overwritten_with_other_bytes_of_the_same_size_is_refused(ctx):
@@ -108,16 +111,119 @@ def test_an_encrypted_backup_is_decrypted_on_the_way_and_a_wrong_passphrase_refu
     from ops.backup import crypto
 
     plain = b"PGDMP" + bytes(range(256)) * 5000
-    enc = crypto.encryptor("correct horse battery staple")
+    started = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    backup_id = mf.new_backup_id("db", started)
+    enc = crypto.encryptor("correct horse battery staple", backup_id)
     stored = enc.update(plain) + enc.finalize()
-    m = put_backup(ctx, "db", datetime(2026, 11, 24, 3, 0, tzinfo=UTC), stored, encryption=enc.info)
     monkeypatch.setattr(ctx, "passphrase", lambda: "correct horse battery staple")
-    with object_stream(ctx, m) as (hashed, reader):
+    m = put_signed(ctx, backup_id, started, stored, encryption=enc.info)
+    checked = check_object(ctx, m)
+    assert checked.authenticity.authenticated and checked.authenticity.bound_to == m.id
+    with object_stream(ctx, m, checked) as (hashed, reader):
         assert b"".join(iter(lambda: reader.read(65536), b"")) == plain
     check_streamed(m, hashed)
     monkeypatch.setattr(ctx, "passphrase", lambda: "wrong")
-    with pytest.raises(crypto.DecryptError, match="wrong passphrase"):
-        plain_reader(ctx, m, io.BytesIO(stored))
+    with pytest.raises(RestoreRefused, match="wrong passphrase"):
+        plain_reader(ctx, m, io.BytesIO(stored), m.id)
     monkeypatch.setattr(ctx, "passphrase", lambda: None)
     with pytest.raises(ConfigError, match="encrypted .* no passphrase"):
-        plain_reader(ctx, m, io.BytesIO(stored))
+        plain_reader(ctx, m, io.BytesIO(stored), m.id)
+
+
+# ---------------------------------------------------------------- backups nobody can forge
+
+PASS = "correct horse battery staple"
+
+
+def put_signed(ctx, backup_id: str, started: datetime, data: bytes, **fields) -> mf.Manifest:
+    """A backup as the tool writes it with a key configured: the object, then the signed manifest."""
+    key = mf.data_key(ctx.env, "db", backup_id, started, mf.extension("db", encrypted="encryption" in fields))
+    ctx.client.put_object(Bucket=BUCKET, Key=key, Body=data)
+    m = mf.Manifest(id=backup_id, kind="db", env=ctx.env.name, object_key=key, size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), started_at=started,
+                    finished_at=started.replace(second=30), **fields)
+    ctx.put_manifest(m)
+    return m
+
+
+def encrypted_backup(ctx, started: datetime, plain: bytes) -> tuple[mf.Manifest, bytes]:
+    from ops.backup import crypto
+
+    backup_id = mf.new_backup_id("db", started)
+    enc = crypto.encryptor(PASS, backup_id)
+    stored = enc.update(plain) + enc.finalize()
+    return put_signed(ctx, backup_id, started, stored, encryption=enc.info), stored
+
+
+def reread(ctx, m: mf.Manifest) -> mf.Manifest:
+    body = ctx.client.get_object(Bucket=BUCKET, Key=mf.manifest_key(m.object_key))["Body"].read()
+    return mf.Manifest.from_json(body)
+
+
+@pytest.fixture
+def keyed(ctx, monkeypatch):
+    monkeypatch.setattr(ctx, "passphrase", lambda: PASS)
+    return ctx
+
+
+def test_a_manifest_written_with_a_key_is_authenticated_and_binds_id_kind_env_and_object(keyed):
+    m, _ = encrypted_backup(keyed, datetime(2026, 11, 24, 3, 0, tzinfo=UTC), b"PGDMP rows")
+    stored = reread(keyed, m)
+    assert stored.auth["scheme"] == "hmac-sha256+scrypt/v1" and len(stored.auth["mac"]) == 64
+    assert check_object(keyed, stored).authenticity.authenticated
+
+
+@pytest.mark.parametrize("change", [
+    {"sha256": "0" * 64}, {"size": 1}, {"table_counts": {"public.t": 5}}, {"env": "prod"},
+    {"snapshot_at": "2026-11-25T00:00:00Z"}, {"encryption": None},
+])
+def test_a_tampered_manifest_is_refused_before_the_object_is_read(keyed, change):
+    m, _ = encrypted_backup(keyed, datetime(2026, 11, 24, 3, 0, tzinfo=UTC), b"PGDMP rows")
+    data = json.loads(keyed.client.get_object(Bucket=BUCKET, Key=mf.manifest_key(m.object_key))["Body"].read())
+    data.update(change)
+    keyed.client.put_object(Bucket=BUCKET, Key=mf.manifest_key(m.object_key), Body=json.dumps(data).encode())
+    with pytest.raises(RestoreRefused, match="its manifest fails authentication .* refusing it"):
+        check_object(keyed, mf.Manifest.from_dict(data))
+
+
+def test_a_downgraded_backup_with_encryption_removed_and_the_mac_dropped_is_refused(keyed):
+    plain = b"PGDMP" + b"COPY x FROM PROGRAM" * 100
+    m, _ = encrypted_backup(keyed, datetime(2026, 11, 24, 3, 0, tzinfo=UTC), plain)
+    # Someone with write access puts plaintext in place and rewrites the manifest without its MAC.
+    keyed.client.put_object(Bucket=BUCKET, Key=m.object_key, Body=plain)
+    forged = mf.Manifest(**{**{f: getattr(m, f) for f in ("id", "kind", "env", "object_key", "started_at",
+                                                          "finished_at")},
+                            "size": len(plain), "sha256": hashlib.sha256(plain).hexdigest()})
+    keyed.client.put_object(Bucket=BUCKET, Key=mf.manifest_key(m.object_key), Body=forged.to_json())
+    with pytest.raises(RestoreRefused, match="predates authenticated manifests .* --trust-unauthenticated"):
+        check_object(keyed, reread(keyed, m))
+    # Even vouched for by the operator, a plain object under a key-configured environment is named.
+    checked = check_object(keyed, reread(keyed, m), trust_unauthenticated=True)
+    assert "NOT authenticated" in checked.authenticity.line and "NOT encrypted" in checked.authenticity.line
+
+
+def test_a_swapped_object_is_refused_and_never_reaches_the_consumer(keyed):
+    a, _ = encrypted_backup(keyed, datetime(2026, 11, 24, 3, 0, tzinfo=UTC), b"PGDMP A" * 1000)
+    b, stored_b = encrypted_backup(keyed, datetime(2026, 11, 25, 3, 0, tzinfo=UTC), b"PGDMP B" * 1000)
+    checked = check_object(keyed, a)
+    keyed.client.put_object(Bucket=BUCKET, Key=a.object_key, Body=stored_b)  # b's valid object under a's key
+    with pytest.raises(RestoreRefused, match="SHA-256 .* refusing to restore it"):
+        check_object(keyed, a)
+    # Swapped between the check and the restore: S3 refuses the changed object (If-Match) ...
+    with pytest.raises(RestoreRefused, match="replaced after it was checked"), object_stream(keyed, a, checked):
+        raise AssertionError("the consumer must never start")
+    # ... and were the ETag check absent, b's object fails a's binding on its first chunk.
+    import io
+
+    with pytest.raises(RestoreRefused, match=f"fails authentication for backup {a.id}"):
+        plain_reader(keyed, a, io.BytesIO(stored_b), a.id)
+
+
+def test_a_backup_from_before_authentication_gets_a_clear_message_not_a_crash(keyed, monkeypatch):
+    monkeypatch.setattr(keyed, "passphrase", lambda: None)
+    old = put_backup(keyed, "db", datetime(2026, 11, 24, 3, 0, tzinfo=UTC), b"PGDMP old")  # no key then
+    monkeypatch.setattr(keyed, "passphrase", lambda: PASS)
+    with pytest.raises(RestoreRefused) as info:
+        check_object(keyed, old)
+    assert f"backup {old.id} predates authenticated manifests" in info.value.message
+    assert "re-take it" in info.value.hint and "--trust-unauthenticated after checking it" in info.value.hint

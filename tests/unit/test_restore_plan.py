@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ops.backup.authenticity import Authenticity
 from ops.backup.catalog import Entry
 from ops.backup.manifest import Manifest
 from ops.cli import confirm
@@ -28,6 +29,7 @@ from ops.restore.database import (
     stamp,
     terminate_sql,
 )
+from ops.restore.objects import CheckedObject
 from ops.restore.plan import DbPlan
 from ops.restore.uploads import EXTRACT_SCRIPT, SWAP_SCRIPT, uploads_argv
 from ops.traffic import maintenance_conf
@@ -81,13 +83,21 @@ def test_new_database_copies_owner_encoding_and_locale_from_a_clean_template():
         "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
 
 
-def test_pg_restore_reads_stdin_inside_the_accessory_and_stops_at_the_first_error():
-    argv = pg_restore_argv("athlete-platform-postgres", "athlete", "athlete_restore_1")
+def test_pg_restore_reads_stdin_inside_the_accessory_as_the_restore_role_and_stops_at_the_first_error():
+    argv = pg_restore_argv("athlete-platform-postgres", "ops_restore", "athlete_restore_1")
     assert argv == ("docker", "exec", "-i", "athlete-platform-postgres", "pg_restore", "--no-password",
-                    "--username=athlete", "--dbname=athlete_restore_1", "--no-owner", "--exit-on-error")
-    with_role = pg_restore_argv("pg", "admin", "db", role="app")
-    assert with_role[-1] == "--role=app"
-    assert pg_restore_argv("pg", "app", "db", role="app")[-1] == "--exit-on-error"
+                    "--username=ops_restore", "--dbname=athlete_restore_1", "--no-owner", "--exit-on-error")
+    # NOTE: never --role: a crafted archive could RESET ROLE back to a superuser session user.
+    assert not any(a.startswith("--role") for a in argv)
+
+
+def test_the_restore_role_is_created_without_any_power_and_hands_its_objects_over():
+    from ops.restore import role
+
+    create = role.create_role_sql()
+    assert create.startswith('CREATE ROLE "ops_restore" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION')
+    assert "NOSUPERUSER" in role.harden_role_sql() and "NOBYPASSRLS" in role.harden_role_sql()
+    assert role.hand_over_sql("ops_restore", 'app"x') == 'REASSIGN OWNED BY "ops_restore" TO "app""x"'
 
 
 def test_counts_that_differ_or_exist_on_one_side_only_are_each_named():
@@ -129,9 +139,14 @@ def test_plan_names_the_backup_its_check_what_stops_and_what_is_kept(env):
                                 "20240212141500_add_uploads")
     plan = DbPlan(env, datetime(2026, 11, 24, 4, 0, tzinfo=UTC), Entry(m, m.object_key), target, live,
                           "athlete_restore_20261125_090000", "athlete_before_20261125_090000", "athlete",
-                          10 * 2**30, {"web1": ["athlete-platform-web-x"], "web2": []}, 0.4, ["look out"])
+                          10 * 2**30, {"web1": ["athlete-platform-web-x"], "web2": []},
+                          CheckedObject(0.4, '"etag"', Authenticity(True, "manifest authenticated (HMAC)", None)),
+                          ["look out"])
     text = "\n".join(plan.lines())
-    assert "db-20261124T030000Z-a1b2c3, finished 2026-11-24T03:00:05Z (59m before the target)" in text
+    assert "db-20261124T030000Z-a1b2c3: data as of 2026-11-24T03:00:00Z (its start), finished 2026-11-24T03:00:05Z" \
+        in text
+    assert "data loss  writes after 2026-11-24T03:00:00Z are not in it: 60m before the target" in text
+    assert "authentic  manifest authenticated (HMAC)" in text
     assert f"sha256 {SHA[:16]}... checked just now" in text
     assert "2 tables, 10 rows; migration head 20240212141500_add_uploads" in text
     assert "safety backup of athlete" in text

@@ -7,7 +7,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from ops.restore.uploads import CLEANUP_SCRIPT, EXTRACT_SCRIPT, STATS_RE, SWAP_SCRIPT
+from ops.restore.uploads import ASIDE_RE, CLEANUP_SCRIPT, EXTRACT_SCRIPT, STATS_RE, SWAP_SCRIPT
 
 TS = "20261124_030000"
 
@@ -56,13 +56,17 @@ def test_swap_moves_the_live_files_aside_and_the_restored_ones_in(tmp_path):
     (new / "dir").mkdir(parents=True)
     (new / "new.txt").write_text("new")
     (new / "dir" / "y.txt").write_text("y")
+    (tmp_path / "both.txt").write_text("live copy")
+    (new / "both.txt").write_text("backup copy")
     res = run(SWAP_SCRIPT, tmp_path)
     assert res.returncode == 0, res.stderr
     assert b"ops-restore-swapped" in res.stdout
     assert tree(tmp_path) == {
-        "new.txt": "new", "dir/y.txt": "y",
+        "new.txt": "new", "dir/y.txt": "y", "both.txt": "backup copy",
         f".before-restore-{TS}/old.txt": "old", f".before-restore-{TS}/dir/x.txt": "x",
-        ".before-restore-earlier/e.txt": "e"}
+        f".before-restore-{TS}/both.txt": "live copy", ".before-restore-earlier/e.txt": "e"}
+    # Files only in the live uploads (e.g. uploaded through this host after the backup) are named.
+    assert sorted(ASIDE_RE.findall(res.stdout.decode())) == ["dir/x.txt", "old.txt"]
 
 
 def test_swap_refuses_without_an_extracted_copy_and_changes_nothing(tmp_path):

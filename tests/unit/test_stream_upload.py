@@ -303,14 +303,14 @@ def test_server_side_encryption_is_requested(bucket):
 def test_encrypted_upload_hashes_the_stored_ciphertext(bucket):
     client, name = bucket
     total = 12 * MiB + 5
-    enc = crypto.Encryptor("correct horse", log_n=10)
+    enc = crypto.Encryptor("correct horse", "db-20261124T030000Z-a1b2c3", log_n=10)
     result = upload_stream(client, name, "b/enc.dump.enc", GenReader(total), part_size=PART, encryptor=enc)
     data = stored(client, name, "b/enc.dump.enc")
     assert result.source_size == total and result.size == len(data) > total
     assert result.sha256 == hashlib.sha256(data).hexdigest() != expected_sha(total)
     body, size = download_stream(client, name, "b/enc.dump.enc")
     assert size == result.size
-    plain = crypto.decrypt_stream(body, "correct horse")
+    plain = crypto.decrypt_stream(body, "correct horse", bound_to="db-20261124T030000Z-a1b2c3")
     digest = hashlib.sha256()
     while chunk := plain.read(1 * MiB):
         digest.update(chunk)
@@ -357,14 +357,13 @@ def test_part_size_below_the_minimum_is_refused(bucket, monkeypatch):
         upload_stream(client, name, "b/x", GenReader(10), part_size=PART)
 
 
-def test_part_size_math_covers_a_tebibyte_in_10000_parts():
-    default = part_size_for()
-    assert default == 105 * MiB
-    assert default * MAX_PARTS >= TiB > (default - MiB) * MAX_PARTS  # the smallest whole-MiB size that covers it
-    assert part_size_for(0) == part_size_for(50 * 1024**3) == default  # smaller known sizes still cover 1 TiB
-    for size in (TiB + 1, 3 * TiB, 5 * TiB + 12345):
+def test_part_size_follows_the_expected_size_and_stays_within_the_memory_budget():
+    assert part_size_for(0) == part_size_for(1024**3) == 8 * MiB  # a 1 GiB database: 8 MiB parts, 16 MiB held
+    assert part_size_for() == 48 * MiB  # unknown size: the cap (~470 GiB per object)
+    for size in (50 * 1024**3, 200 * 1024**3):
         ps = part_size_for(size)
-        assert ps * MAX_PARTS >= size and ps % MiB == 0 and ps >= default
-    assert part_size_for(5 * TiB) == 525 * MiB
+        assert ps * MAX_PARTS >= 2 * size and ps % MiB == 0 and 8 * MiB <= ps <= 48 * MiB
+    big = part_size_for(TiB)  # beyond what the cap holds: bigger parts rather than a failed backup
+    assert big * MAX_PARTS >= 2 * TiB and big > 48 * MiB
     with pytest.raises(ValueError):
         part_size_for(-1)

@@ -30,6 +30,10 @@ def test_accepted_forms_become_aware_utc(text, expected):
     assert value.tzinfo is UTC and value.utcoffset() == timedelta(0)
 
 
+def test_the_word_now_is_this_moment():
+    assert parse_at("now", now=NOW) == NOW and parse_at(" NOW ", now=NOW) == NOW
+
+
 def test_now_itself_is_accepted_and_now_may_have_any_offset():
     assert parse_at("2026-11-24T12:00:00Z", now=NOW) == NOW
     plus_one = NOW.astimezone(timezone(timedelta(hours=1)))
@@ -59,7 +63,7 @@ def test_date_only_is_refused_naming_both_ends_of_the_day(text):
 
 
 @pytest.mark.parametrize("text", [
-    "", "   ", "yesterday", "now", "24/11/2026 03:00Z", "2026-11-24T3:00Z", "2026-11-24T03Z",
+    "", "   ", "yesterday", "24/11/2026 03:00Z", "2026-11-24T3:00Z", "2026-11-24T03Z",
     "2026-11-24T03:00:00+0100", "2026-11-24T03:00:00 UTC", "2026-11-24T03:00:00+01", "20261124T030000Z",
     "2026-11-24T03:00:00ZZ", "1764000000",
 ])
