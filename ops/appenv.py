@@ -75,6 +75,9 @@ class Var:
     # The rule's name in schema files; "postgres-url": no part of the value is ever shown
     # and its password is masked like a secret.
     rule_name: str = ""
+    # The rule as data ({"rule": name, options...}) for code generated from the schema in other
+    # languages (``inv scaffold`` writes config/environment.ts); see ``rule_spec``.
+    spec: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -372,6 +375,35 @@ SCHEMA: tuple[Var, ...] = (
         "app"),
 )
 VARS: dict[str, Var] = {var.name: var for var in SCHEMA}
+# The built-in profile's rules as data (``rule_spec``): what generated validators in other
+# languages check. tests/unit/test_scaffold_environment.py runs the generated TypeScript
+# against these Python rules on the same values, so the two cannot drift apart.
+_BUILTIN_SPECS: dict[str, dict] = {
+    "DATABASE_URL": {"rule": "postgres-url"},
+    "PRISMA_QUERY_ENGINE_TYPE": {"rule": "one-of", "choices": ["binary", "library"]},
+    "NEXTAUTH_URL": {"rule": "url"},
+    "NEXTAUTH_SECRET": {"rule": "string", "min_length": 32},
+    "NEXT_PUBLIC_SOCKET_URL": {"rule": "url"},
+    "NEXT_PUBLIC_SOCKET_NAMESPACE": {"rule": "namespace"},
+    "FILE_UPLOAD_DIR": {"rule": "absolute-path"},
+    "MAX_FILE_SIZE": {"rule": "integer", "min": 1},
+    "SMTP_HOST": {"rule": "hostname"},
+    "SMTP_PORT": {"rule": "port"},
+    "SMTP_USER": {"rule": "not-empty"},
+    "SMTP_PASSWORD": {"rule": "not-empty"},
+    "SENTRY_DSN": {"rule": "sentry-dsn"},
+    "SENTRY_ENVIRONMENT": {"rule": "sentry-environment", "empty": "error"},
+    "DATADOG_API_KEY": {"rule": "datadog-api-key"},
+    "POSTGRES_USER": {"rule": "pg-name", "empty": "error"},
+    "POSTGRES_PASSWORD": {"rule": "string", "min_length": MIN_SECRET_LENGTH, "empty": "error"},
+    "POSTGRES_DB": {"rule": "pg-name", "empty": "error"},
+}
+
+
+def rule_spec(var: Var) -> dict:
+    """``var``'s rule as data: ``{"rule": name, ...options}`` (options: choices, min, max, schemes,
+    https, min_length, empty)."""
+    return dict(var.spec or _BUILTIN_SPECS.get(var.name) or {"rule": var.rule_name or "string"})
 # Not secret as a whole (its host and user are useful in logs), but a malformed URL can
 # put the password anywhere in it: no message shows any of it.
 _NEVER_SHOWN = frozenset({"DATABASE_URL"})
@@ -660,8 +692,10 @@ class _SchemaReader:
             rule = _hiding(rule)
         example = self.text(spec, "example", where) or ("<" + name.lower().replace("_", "-") + ">" if secret
                                                          else _EXAMPLES.get(rule_name, "..."))
+        data = {"rule": rule_name, **{k: spec[k] for k in ("choices", "min", "max", "schemes", "https", "min_length",
+                                                           "empty") if k in spec}}
         return Var(name, rule, required, secret, self.text(spec, "description", where), example,
-                   rule_name=rule_name)
+                   rule_name=rule_name, spec=data)
 
     def rule(self, rule_name: str, spec: dict, where: str, secret: bool) -> Rule:
         if rule_name == "one-of":

@@ -12,7 +12,9 @@ pull on every host. ``migrate: false`` in the inventory turns the step off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ops.commands import docker, render
 from ops.deploy.release import Release
@@ -20,6 +22,10 @@ from ops.errors import CommandTimeout, ConfigError, HostError, HostUnreachable, 
 from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Host
 from ops.layout import Layout
+from ops.masking import Masker
+from ops.migrations import source as migration_source
+from ops.migrations.review import MigrationReview, review
+from ops.migrations.state import DbState, read_state, refuse_failed
 from ops.postgres import DatabaseURL, applied_migrations, connect_via
 from ops.remote import Gateway
 
@@ -36,6 +42,10 @@ class MigrationFailed(HostError):
 
 class MigrationInProgress(HostError):
     """A migrate container of this app is already running on the host."""
+
+
+class RestorePointFailed(HostError):
+    """The backup a destructive or locking migration needs first could not be taken: nothing migrated."""
 
 
 class MigrateCommandNotFound(ConfigError):
@@ -168,6 +178,21 @@ def remove_container(gw: Gateway, host: Host, name: str) -> str:
     return f"removing its container failed ({gw.mask(why)}); run on {host.name}: {render(argv)}"
 
 
+def _lock_timeout_note(gw: Gateway, host: Host, url: DatabaseURL, output: str) -> str:
+    """P1002 in the migrator's output: name who holds Prisma's migration lock (an orphaned migrator)."""
+    if "P1002" not in output:
+        return ""
+    try:
+        holders = read_db_state(gw, host, url).lock_holders
+    except OpsError as exc:
+        return f"; P1002: timed out waiting for Prisma's migration lock (who holds it could not be read: {exc.message})"
+    if not holders:
+        return "; P1002: timed out waiting for Prisma's migration lock (no session holds it any more: deploy again)"
+    return ("; P1002: timed out waiting for Prisma's migration lock, held by an orphaned migrator: "
+            + "; ".join(str(h) for h in holders)
+            + f" — end it with SELECT pg_terminate_backend({holders[0].pid}) once sure no deploy is migrating")
+
+
 def run_migrations(gw: Gateway, host: Host, release: Release, url: DatabaseURL) -> MigrationReport:
     report = MigrationReport()
     refuse_if_migrating(gw, host)
@@ -192,7 +217,9 @@ def run_migrations(gw: Gateway, host: Host, release: Release, url: DatabaseURL) 
                                   + (f":\n    {tail}" if tail else ""), host=host.name,
                                   hint="it may have stopped half-way: check _prisma_migrations, fix the cause, "
                                        "then deploy again (see RUNBOOK: failed deploy)") from None
-        raise MigrationFailed(f"migration failed ({gw.env.migrate.command}); nothing was switched"
+        rp = f"; restore point {release.restore_point} was taken before it" if release.restore_point else ""
+        raise MigrationFailed(f"migration failed ({gw.env.migrate.command}); nothing was switched{rp}"
+                              + _lock_timeout_note(gw, host, url, output)
                               + (f":\n    {tail}" if tail else f": {exc.message}"),
                               host=host.name,
                               hint="fix the migration; the database may hold a failed _prisma_migrations row "
@@ -201,3 +228,82 @@ def run_migrations(gw: Gateway, host: Host, release: Release, url: DatabaseURL) 
     if not gw.dry_run:
         report.after = finished_names(gw, host, url)
     return report
+
+
+# ---------------------------------------------------------------- before anything runs
+
+
+def read_db_state(gw: Gateway, host: Host, url: DatabaseURL) -> DbState:
+    """``_prisma_migrations``, table sizes and holders of Prisma's migration lock, through ``host``."""
+    with connect_via(gw, host, url) as conn:
+        return read_state(conn)
+
+
+def plan_review(gw: Gateway, host: Host, url: DatabaseURL, *, context: Path | None, image: str | None,
+                say: Callable[[str], None]) -> MigrationReview:
+    """The pending migrations of the release, classified, for the deploy plan.
+
+    Stops (``FailedMigration`` / ``MigratorRunning``) when the database holds a failed
+    migration (P3009) or another migrator holds Prisma's lock (P1002): the deploy would
+    only fail later, inside the migrate container. ``context``: read from the build
+    context (the image does not exist yet); else from ``image`` on this machine.
+    """
+    env = gw.env
+    try:
+        state: DbState | None = read_db_state(gw, host, url)
+    except OpsError as exc:
+        state = None
+        notes = [f"could not read _prisma_migrations ({exc.message})"]
+    else:
+        notes = refuse_failed(state, env.name, under_lock=False)
+    if context is not None:
+        result = review(migration_source.read_dir(context / env.migrate.path),
+                        f"{Path(env.migrate.path)} of the build context", state,
+                        big_table_rows=env.migrate.big_table_rows)
+    else:
+        say(f"reading {env.migrate.path} from {image} (docker create + docker cp; nothing runs)")
+        with migration_source.from_image(image, env.migrate.path) as migrations:
+            result = review(migrations, f"{env.migrate.path} of {image}", state,
+                            big_table_rows=env.migrate.big_table_rows)
+    result.notes[:0] = notes
+    return result
+
+
+def image_review(gw: Gateway, image: str, host: Host, url: DatabaseURL) -> MigrationReview:
+    """The review again, from the image just built (what the hosts will run), before any host pulls it."""
+    env = gw.env
+    try:
+        state: DbState | None = read_db_state(gw, host, url)
+    except OpsError:
+        state = None
+    with migration_source.from_image(image, env.migrate.path) as migrations:
+        return review(migrations, f"{env.migrate.path} of {image}", state, big_table_rows=env.migrate.big_table_rows)
+
+
+def recheck_under_lock(gw: Gateway, host: Host, url: DatabaseURL) -> None:
+    """Under the lock, before anything is pulled: no failed row, and no other migrator (an orphan now)."""
+    refuse_failed(read_db_state(gw, host, url), gw.env.name, under_lock=True)
+
+
+def take_restore_point(gw: Gateway, masker: Masker, say: Callable[[str], None]):
+    """``backup.db`` under the deploy's own lock; returns its manifest (id, finished_at)."""
+    from ops.backup.context import BackupContext  # NOTE: backup imports deploy modules; import at use
+    from ops.backup.dump import backup_db
+
+    ctx = BackupContext(gw.env, say=say, masker=masker)
+    try:
+        return backup_db(ctx, gw, lock=False)
+    except OpsError as exc:
+        raise RestorePointFailed(f"the restore point before the migration failed: {exc.message}; nothing was "
+                                 "migrated or switched", host=exc.host,
+                                 hint=exc.hint or "fix the backup (inv backup.db), then deploy again") from None
+
+
+def restore_point_possible(env, masker: Masker) -> None:
+    """Raise the ``ConfigError`` ``backup.db`` would raise (no s3, no postgres accessory, no passphrase)."""
+    from ops.backup.context import BackupContext
+    from ops.postgres import pg_target
+
+    ctx = BackupContext(env, masker=masker)
+    pg_target(env, ctx.app_values())
+    ctx.passphrase()

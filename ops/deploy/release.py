@@ -42,6 +42,9 @@ class Release:
     time: str = field(default_factory=lambda: iso(utcnow()))
     # Newest Prisma migration applied when this release went out ("" = none; None = unknown).
     migration_head: str | None = None
+    # The database backup taken right before this release's destructive or locking migrations
+    # (its id, for ``inv restore``); None when none was needed.
+    restore_point: str | None = None
 
     def record(self, outcome: str, **extra) -> str:
         data = {**asdict(self), "outcome": outcome, "at": iso(utcnow()), **extra}
@@ -50,7 +53,7 @@ class Release:
     @classmethod
     def from_record(cls, data: dict) -> Release:
         return cls(**{k: data[k] for k in ("id", "version", "image", "digest", "env_sha256", "actor", "time",
-                                           "migration_head") if k in data})
+                                           "migration_head", "restore_point") if k in data})
 
 
 def append_history(gw: Gateway, host: Host, release: Release, outcome: str, **extra) -> None:
