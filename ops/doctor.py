@@ -2,7 +2,8 @@
 
 Per host: SSH reachable (connect time and command round trip), host key matches the
 project's known_hosts, Docker server version, free disk where Docker and the app keep
-data, clock skew against the operator. Read-only: runs in dry-run mode too.
+data, the registry reachable from the host (through the SSH tunnel when the inventory
+uses one), clock skew against the operator. Read-only: runs in dry-run mode too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from ops import registry
 from ops.commands import shell
 from ops.errors import HostKeyError, OpsError
 from ops.inventory import Host
@@ -63,6 +65,34 @@ def df_command(path: str):
     return shell('d={path}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d"', path=path)
 
 
+def registry_url_from_host(env) -> str:
+    """The registry's API root as the host's docker sees it (through the SSH tunnel: localhost)."""
+    ref = registry.host_ref(env, "x")  # host[:port]/x
+    where = ref.split("/", 1)[0]
+    scheme = "http" if where.startswith("localhost:") else "https"
+    return f"{scheme}://{where}/v2/"
+
+
+def registry_reachable(gw: Gateway, host: Host) -> tuple[bool, str]:
+    """Can this host reach the registry it pulls from (opening the reverse tunnel if the inventory uses one)?
+    200 or 401 (login needed) both mean the registry answered."""
+    url = registry_url_from_host(gw.env)
+    via = " through the SSH tunnel" if gw.env.registry.tunnel else ""
+    try:
+        with registry.registry_access(gw, host):
+            res = gw.query(host, ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", url),
+                           check=False)
+    except OpsError as exc:
+        return False, f"{gw.env.registry.url}{via}: {exc.message}"
+    code = res.stdout.strip()
+    if code in ("200", "401"):
+        return True, f"{gw.env.registry.url} answers{via} ({code}{', login needed' if code == '401' else ''})"
+    why = (res.stderr.strip().splitlines() or [f"HTTP {code}"])[-1]
+    hint = (f"is the registry running on this machine at {gw.env.registry.url}?" if gw.env.registry.tunnel
+            else "DNS, firewall or proxy between the host and the registry?")
+    return False, f"{gw.env.registry.url} not reachable{via}: {why} — {hint}"
+
+
 def examine(gw: Gateway, host: Host) -> HostReport:
     report = HostReport(host.name)
     settings = gw.env.doctor
@@ -102,6 +132,10 @@ def examine(gw: Gateway, host: Host) -> HostReport:
         ok = free >= settings.min_free_gb * GIB
         report.add(label, ok, f"{free / GIB:.1f} GiB free on {mount} ({path})"
                    + ("" if ok else f", below doctor.min_free_gb={settings.min_free_gb:g}"))
+
+    if root:
+        ok, detail = registry_reachable(gw, host)
+        report.add("registry", ok, detail)
 
     before = time.time()
     res = gw.query(host, ("date", "+%s.%N"), check=False)
