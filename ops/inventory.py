@@ -22,6 +22,8 @@ import yaml
 
 from ops.appenv import PROFILES, is_schema_file
 from ops.errors import ConfigError, InventoryError
+from ops.pitr_config import PitrSettings
+from ops.pitr_config import validate as validate_pitr
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
@@ -81,7 +83,7 @@ class DeploySettings:
     keep_releases: int = 3
     # Seconds the old container keeps answering after the new one serves, before SIGTERM
     # (in-flight requests and long polls end; every nginx worker has learned the new address).
-    drain_seconds: float = 1.5
+    drain_seconds: float = 1.1
     # Seconds between SIGTERM and SIGKILL: the app's graceful shutdown must fit in it.
     stop_timeout: int = 30
     # Static files of each release served by nginx across switches (asset bridging); "" = off.
@@ -120,7 +122,24 @@ class DoctorSettings:
     max_clock_skew: float = 2.0
 
 
+def _log_rotation() -> dict:
+    return {"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "5"}}
+
+
+@dataclass(frozen=True)
+class SetupSettings:
+    """``inv setup`` (ops/setup.py): how a bare host is made ready."""
+
+    admin_user: str = "root"        # the account setup logs in as (root, or one with password-less sudo)
+    ssh_port: int = 22              # the port sshd listens on inside the host (the firewall keeps it open)
+    firewall: bool = True
+    open_ports: tuple[int, ...] = ()     # web hosts: open to anyone on top of the proxy's ports
+    allow_from: tuple[str, ...] = ()     # accessory ports: these sources too, on top of the web hosts
+    docker_daemon: dict = field(default_factory=_log_rotation)  # /etc/docker/daemon.json of a new host
+
+
 APP_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
+NAME_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 ASSET_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
 
@@ -142,6 +161,13 @@ class MigrateSettings:
     timeout: float = 600.0
     # False (``migrate: false`` in the inventory): the deploy has no migrate step.
     enabled: bool = True
+    # Prisma's migrations directory in the image (relative: to its WORKDIR) and in the build
+    # context: read before any host pulls, to list and classify what will run.
+    path: str = "prisma/migrations"
+    # "ask": a destructive or locking migration needs --allow-destructive; "allow": consent given here.
+    policy: str = "ask"
+    # Tables with at least this many rows (planner estimate) make a blocking index or rewrite "locking".
+    big_table_rows: int = 10_000
 
     @property
     def program(self) -> str:
@@ -160,11 +186,38 @@ class ImageRef:
     from_registry: bool = False
 
 
+TLS_MODES = ("files", "acme")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+DOMAIN_RE = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """HTTPS at the proxy (``proxy.tls``): one certificate for ``domains`` on every web host."""
+
+    domains: tuple[str, ...]
+    # "files": the operator's cert_file/key_file; "acme": obtained over HTTP-01 through the proxy.
+    certificate: str
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    directory: str = LETS_ENCRYPT
+    email: str | None = None
+    # Trust for the ACME server's own TLS (a private server such as pebble); None: the system's.
+    ca_file: Path | None = None
+    # The ACME account's private key on the operator's machine (made 0600 when missing).
+    account_key: Path | None = None
+    renew_before_days: int = 30
+    # Host port published for the proxy's 443.
+    https_port: int = 443
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     image: ImageRef = ImageRef("nginx:1.27")
     # Port nginx listens on, on the web host.
     port: int = 80
+    # None: plain http (no HSTS); the ACME challenge path is served either way.
+    tls: TlsSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +232,45 @@ class Accessory:
     data_path: str
     # Names of variables passed from the env file (values never in argv).
     env: tuple[str, ...] = ()
+
+
+SMOKE_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy")
+SMOKE_ON_FAILURE = ("report", "rollback")
+NOTIFY_EVENTS = ("deploy", "rollback", "backup_failed", "backup_stale")
+
+
+@dataclass(frozen=True)
+class SmokeSettings:
+    """``inv smoke`` (and the check after a deploy): the seed's success criteria, as thresholds."""
+
+    # The public URL (https://example.org); None: each web host's nginx, reached through SSH.
+    url: str | None = None
+    paths: tuple[str, ...] = ("/",)
+    page_max_seconds: float = 3.0
+    websocket_max_seconds: float = 1.0
+    # Socket.io endpoint ("" = the app has no realtime part); polling: also the Engine.IO handshake.
+    socketio_path: str = "/socket.io/"
+    polling_handshake: bool = True
+    headers: tuple[str, ...] = SMOKE_HEADERS
+    cert_min_days: int = 14
+    # A CA file the certificate must chain to (a private or test CA); None: the system's.
+    ca_file: Path | None = None
+    # What a failing smoke check after ``inv deploy`` does: report it, or roll back.
+    on_failure: str = "report"
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where deploys, rollbacks and backup problems are announced. The URLs and tokens hold secrets,
+    so the inventory names variables of the operator's env file (``ops_env_file``), never values."""
+
+    webhook_var: str | None = None
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    sentry_url: str = "https://sentry.io"
+    sentry_org: str | None = None
+    sentry_project: str | None = None
+    sentry_token_var: str = "SENTRY_AUTH_TOKEN"
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +311,11 @@ class Environment:
     ops_env_file: Path | None = None
     # Local executables run around deploys (see ops/hooks.py).
     hooks_dir: Path = INVENTORY_DIR / "hooks"
+    # Continuous WAL archiving + physical backups with pgBackRest (ops/pitr_config.py); None: off.
+    pitr: PitrSettings | None = None
+    smoke: SmokeSettings = SmokeSettings()
+    notify: NotifySettings = NotifySettings()
+    setup: SetupSettings = SetupSettings()
 
     def with_roles(self, role: str) -> list[Host]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -288,7 +385,7 @@ class _Validator:
 
     TOP_KEYS = {"app", "production", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
                 "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories",
-                "hooks_dir", "backup", "ops_env_file", "env_schema"}
+                "hooks_dir", "backup", "ops_env_file", "env_schema", "pitr", "smoke", "notify", "setup"}
 
     def __init__(self, name: str, path: Path, root: Path):
         self.name = name
@@ -386,7 +483,10 @@ class _Validator:
         env = dataclasses.replace(env, accessories=self.accessories(raw, env.hosts), backup=self.backup(raw),
                                   ops_env_file=self.path_value(raw, "ops_env_file", "ops_env_file"),
                                   hooks_dir=self.path_value(raw, "hooks_dir", "hooks_dir")
-                                  or self.root / "inventory" / "hooks")
+                                  or self.root / "inventory" / "hooks",
+                                  smoke=self.smoke(raw), notify=self.notify(raw), setup=self.setup(raw))
+        env = dataclasses.replace(env, pitr=validate_pitr(self, raw, app=env.app, s3=env.s3,
+                                                          backup_key_var=env.backup.encryption_key_var))
         if env.app_dir and not env.app_dir.startswith("/"):
             self.problem("app_dir", f"{env.app_dir!r} is not absolute", "use an absolute path like /srv/app")
         elif env.app_dir and (not APP_DIR_RE.match(env.app_dir) or "/../" in f"{env.app_dir}/"):
@@ -493,10 +593,37 @@ class _Validator:
                                 what="a URL path prefix, e.g. /_next/static")
         return DeploySettings(batch_size=self.number(sec, "batch_size", "deploy.batch_size", 1, lo=1, hi=1000),
                               keep_releases=self.number(sec, "keep_releases", "deploy.keep_releases", 3, lo=1, hi=100),
-                              drain_seconds=self.number(sec, "drain_seconds", "deploy.drain_seconds", 1.5, lo=1.1,
+                              drain_seconds=self.number(sec, "drain_seconds", "deploy.drain_seconds", 1.1, lo=1.05,
                                                         hi=600, integer=False),
                               stop_timeout=self.number(sec, "stop_timeout", "deploy.stop_timeout", 30, lo=1, hi=3600),
                               asset_path=asset_path or "", asset_url=asset_url)
+
+    def setup(self, raw: dict) -> SetupSettings:
+        sec = self.section(raw, "setup", {"admin_user", "ssh_port", "firewall", "open_ports", "allow_from",
+                                          "docker_daemon"})
+        ports = sec.get("open_ports", [])
+        if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool)
+                                                  and 1 <= p <= 65535 for p in ports):
+            self.problem("setup.open_ports", f"{ports!r} is not a list of ports", "write e.g. [8080] or leave it out")
+            ports = []
+        sources = sec.get("allow_from", [])
+        good_sources = []
+        for src in sources if isinstance(sources, list) else [sources]:
+            try:
+                good_sources.append(str(ipaddress.ip_network(str(src), strict=False)))
+            except ValueError:
+                self.problem("setup.allow_from", f"{src!r} is not an IPv4/IPv6 address or network",
+                             "write e.g. 10.0.0.5 or 10.0.0.0/24")
+        daemon = sec.get("docker_daemon", _log_rotation())
+        if not isinstance(daemon, dict):
+            self.problem("setup.docker_daemon", "is not a mapping", "write daemon.json keys, e.g. {log-driver: local}")
+            daemon = _log_rotation()
+        return SetupSettings(
+            admin_user=self.string(sec, "admin_user", "setup.admin_user", "root", pattern=NAME_USER_RE,
+                                   what="a user name"),
+            ssh_port=self.number(sec, "ssh_port", "setup.ssh_port", 22, lo=1, hi=65535),
+            firewall=self.boolean(sec, "firewall", "setup.firewall", True),
+            open_ports=tuple(ports), allow_from=tuple(good_sources), docker_daemon=daemon)
 
     def doctor(self, raw: dict) -> DoctorSettings:
         sec = self.section(raw, "doctor", {"min_free_gb", "max_clock_skew"})
@@ -563,7 +690,7 @@ class _Validator:
             self.problem("migrate", "true is not a setting",
                          "remove the line (migration is on by default) or write 'migrate: false' to turn it off")
             return MigrateSettings()
-        sec = self.section(raw, "migrate", {"command", "timeout"})
+        sec = self.section(raw, "migrate", {"command", "timeout", "path", "policy", "big_table_rows"})
         command = self.string(sec, "command", "migrate.command", "npx prisma migrate deploy")
         try:
             words = shlex.split(command)
@@ -575,9 +702,85 @@ class _Validator:
                          "to turn migration off write 'migrate: false' instead of a migrate: section")
         elif not any(not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w) for w in words):
             self.problem("migrate.command", f"{command!r} names no program", "write e.g. npx prisma migrate deploy")
+        path = self.string(sec, "path", "migrate.path", MigrateSettings.path, pattern=re.compile(r"^[A-Za-z0-9._/-]+$"),
+                           what="the migrations directory in the image, e.g. prisma/migrations")
+        if "/../" in f"/{path}/":
+            self.problem("migrate.path", f"{path!r} holds '..'", "name the directory without '..'")
+        policy = self.string(sec, "policy", "migrate.policy", "ask", pattern=re.compile(r"^(ask|allow)\Z"),
+                             what="ask (destructive or locking migrations need --allow-destructive) or allow")
         return MigrateSettings(
             command=command,
-            timeout=self.number(sec, "timeout", "migrate.timeout", 600.0, lo=1, hi=86400, integer=False))
+            timeout=self.number(sec, "timeout", "migrate.timeout", 600.0, lo=1, hi=86400, integer=False),
+            path=path, policy=policy,
+            big_table_rows=self.number(sec, "big_table_rows", "migrate.big_table_rows", 10_000, lo=1, hi=10**12))
+
+    def smoke(self, raw: dict) -> SmokeSettings:
+        sec = self.section(raw, "smoke", {"url", "paths", "page_max_seconds", "websocket_max_seconds",
+                                          "socketio_path", "polling_handshake", "headers", "cert_min_days",
+                                          "ca_file", "on_failure"})
+        d = SmokeSettings()
+        url = self.string(sec, "url", "smoke.url", None, pattern=re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$"),
+                          what="the site's base URL like https://example.org (no path)")
+        paths = sec.get("paths", list(d.paths))
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            self.problem("smoke.paths", f"must be a list of paths starting with '/', got {paths!r}",
+                         "write e.g. [/, /login, /api/health]")
+            paths = list(d.paths)
+        headers = sec.get("headers", list(d.headers))
+        if not isinstance(headers, list) or not all(isinstance(h, str) and re.match(r"^[A-Za-z0-9-]+$", h)
+                                                    for h in headers):
+            self.problem("smoke.headers", f"must be a list of header names, got {headers!r}",
+                         f"write e.g. [{', '.join(d.headers)}]")
+            headers = list(d.headers)
+        sio = sec.get("socketio_path", d.socketio_path)
+        if sio in (False, None, "", "none"):
+            sio = ""
+        elif not isinstance(sio, str) or not sio.startswith("/"):
+            self.problem("smoke.socketio_path", f"{sio!r} is not a path", "write /socket.io/ or false")
+            sio = d.socketio_path
+        on_failure = sec.get("on_failure", d.on_failure)
+        if on_failure not in SMOKE_ON_FAILURE:
+            self.problem("smoke.on_failure", f"{on_failure!r} is not a choice", f"use one of: {', '.join(SMOKE_ON_FAILURE)}")
+            on_failure = d.on_failure
+        ca_file = self.path_value(sec, "ca_file", "smoke.ca_file")
+        if ca_file is not None and not ca_file.is_file():
+            self.problem("smoke.ca_file", f"{ca_file} is not a file", "point it at a PEM file of CA certificates")
+            ca_file = None
+        return SmokeSettings(
+            url=url.rstrip("/") if url else None, paths=tuple(paths), headers=tuple(headers), socketio_path=sio,
+            page_max_seconds=self.number(sec, "page_max_seconds", "smoke.page_max_seconds", d.page_max_seconds,
+                                         lo=0.01, hi=600, integer=False),
+            websocket_max_seconds=self.number(sec, "websocket_max_seconds", "smoke.websocket_max_seconds",
+                                              d.websocket_max_seconds, lo=0.01, hi=600, integer=False),
+            polling_handshake=self.boolean(sec, "polling_handshake", "smoke.polling_handshake", d.polling_handshake),
+            cert_min_days=self.number(sec, "cert_min_days", "smoke.cert_min_days", d.cert_min_days, lo=0, hi=3650),
+            ca_file=ca_file, on_failure=on_failure)
+
+    def notify(self, raw: dict) -> NotifySettings:
+        sec = self.section(raw, "notify", {"webhook_var", "events", "sentry_url", "sentry_org", "sentry_project",
+                                           "sentry_token_var", "timeout"})
+        d = NotifySettings()
+        var_re = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+        events = sec.get("events", list(d.events))
+        if not isinstance(events, list) or not all(e in NOTIFY_EVENTS for e in events):
+            self.problem("notify.events", f"must be a list of events, got {events!r}",
+                         f"use some of: {', '.join(NOTIFY_EVENTS)}")
+            events = list(d.events)
+        org = self.string(sec, "sentry_org", "notify.sentry_org", None, pattern=NAME_RE, what="a Sentry org slug")
+        project = self.string(sec, "sentry_project", "notify.sentry_project", None, pattern=NAME_RE,
+                              what="a Sentry project slug")
+        if bool(org) != bool(project):
+            self.problem("notify", "sentry_org and sentry_project go together", "set both, or neither")
+        return NotifySettings(
+            webhook_var=self.string(sec, "webhook_var", "notify.webhook_var", None, pattern=var_re,
+                                    what="a variable name like OPS_WEBHOOK_URL (its value: in ops_env_file)"),
+            events=tuple(events), sentry_org=org, sentry_project=project,
+            sentry_url=self.string(sec, "sentry_url", "notify.sentry_url", d.sentry_url,
+                                   pattern=re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$"),
+                                   what="Sentry's base URL like https://sentry.io").rstrip("/"),
+            sentry_token_var=self.string(sec, "sentry_token_var", "notify.sentry_token_var", d.sentry_token_var,
+                                         pattern=var_re, what="a variable name like SENTRY_AUTH_TOKEN"),
+            timeout=self.number(sec, "timeout", "notify.timeout", d.timeout, lo=0.1, hi=120, integer=False))
 
     def env_schema(self, raw: dict) -> str:
         spec = self.string(raw, "env_schema", "env_schema", "nextjs-prisma",
@@ -594,9 +797,62 @@ class _Validator:
         return ImageRef(image or "", self.boolean(sec, "from_registry", f"{where}.from_registry", False))
 
     def proxy(self, raw: dict) -> ProxySettings:
-        sec = self.section(raw, "proxy", {"image", "from_registry", "port"})
-        return ProxySettings(image=self.image_ref(sec, "proxy", "nginx:1.27"),
-                             port=self.number(sec, "port", "proxy.port", 80, lo=1, hi=65535))
+        sec = self.section(raw, "proxy", {"image", "from_registry", "port", "tls"})
+        port = self.number(sec, "port", "proxy.port", 80, lo=1, hi=65535)
+        return ProxySettings(image=self.image_ref(sec, "proxy", "nginx:1.27"), port=port,
+                             tls=self.tls(sec, port))
+
+    def tls(self, proxy: dict, http_port: int) -> TlsSettings | None:
+        if proxy.get("tls") in (None, False):
+            return None
+        sec = proxy["tls"]
+        if not isinstance(sec, dict):
+            self.problem("proxy.tls", f"must be a mapping, got {type(sec).__name__}",
+                         "write 'tls:' with domains: and certificate: under it (see inventory/prod.yml)")
+            return None
+        self.unknown_keys(sec, {"domains", "certificate", "cert_file", "key_file", "directory", "email",
+                                "ca_file", "account_key", "renew_before_days", "https_port"}, "proxy.tls")
+        domains = sec.get("domains")
+        if (not isinstance(domains, list) or not domains
+                or not all(isinstance(d, str) and DOMAIN_RE.match(d) for d in domains)):
+            self.problem("proxy.tls.domains", f"must be a non-empty list of lowercase DNS names, got {domains!r}",
+                         "write e.g. [example.org, www.example.org] (no wildcards: HTTP-01 cannot prove them)")
+            domains = []
+        mode = sec.get("certificate")
+        if mode not in TLS_MODES:
+            self.problem("proxy.tls.certificate", f"{mode!r} is not a choice",
+                         "use files (cert_file + key_file) or acme (obtained through the proxy)")
+        files = {}
+        for key in ("cert_file", "key_file"):
+            files[key] = self.path_value(sec, key, f"proxy.tls.{key}", required=mode == "files")
+            if mode == "files" and files[key] is not None and not files[key].is_file():
+                self.problem(f"proxy.tls.{key}", f"{files[key]} does not exist",
+                             "point it at the PEM file on this machine")
+            elif mode == "acme" and key in sec:
+                self.problem(f"proxy.tls.{key}", "is for certificate: files", "remove it, or use certificate: files")
+        if mode == "files":
+            for key in ("directory", "email", "account_key", "ca_file"):
+                if key in sec:
+                    self.problem(f"proxy.tls.{key}", "is for certificate: acme", "remove it, or use certificate: acme")
+        directory = self.string(sec, "directory", "proxy.tls.directory", LETS_ENCRYPT,
+                                pattern=re.compile(r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/\S*)?\Z"),
+                                what="the ACME directory URL (https://...)")
+        email = self.string(sec, "email", "proxy.tls.email", None, pattern=re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z"),
+                            what="a contact address like ops@example.org")
+        ca_file = self.path_value(sec, "ca_file", "proxy.tls.ca_file")
+        if ca_file is not None and not ca_file.is_file():
+            self.problem("proxy.tls.ca_file", f"{ca_file} is not a file", "point it at the PEM CA of the ACME server")
+            ca_file = None
+        account_key = self.path_value(sec, "account_key", "proxy.tls.account_key", required=mode == "acme")
+        https_port = self.number(sec, "https_port", "proxy.tls.https_port", 443, lo=1, hi=65535)
+        if https_port == http_port:
+            self.problem("proxy.tls.https_port", f"{https_port} is also proxy.port", "use another port (443)")
+        return TlsSettings(domains=tuple(domains), certificate=mode if mode in TLS_MODES else "files",
+                           cert_file=files["cert_file"], key_file=files["key_file"], directory=directory,
+                           email=email, ca_file=ca_file, account_key=account_key,
+                           renew_before_days=self.number(sec, "renew_before_days", "proxy.tls.renew_before_days", 30,
+                                                         lo=1, hi=365),
+                           https_port=https_port)
 
     def accessories(self, raw: dict, hosts: dict[str, Host]) -> dict[str, Accessory]:
         value = raw.get("accessories") or {}

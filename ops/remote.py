@@ -707,10 +707,15 @@ def _splice(sock: socket.socket, channel: paramiko.Channel, stop: threading.Even
         while not stop.is_set():
             for key, _ in sel.select(timeout=0.5):
                 src, dst = (sock, channel) if key.fileobj is sock else (channel, sock)
-                data = src.recv(65536)
-                if not data:
+                try:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    dst.sendall(data)
+                except OSError:
+                    # NOTE: a peer that resets (a client giving up, a proxy reloading) ends
+                    # this one forwarded connection, never the thread with a traceback.
                     return
-                dst.sendall(data)
 
 
 def _last_line(text: str) -> str:

@@ -3,6 +3,7 @@ takes the app off while the database is swapped (``inv restore``)."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -18,17 +19,25 @@ SITE_WAIT = 30.0
 RETRY_AFTER = 60
 
 
-def maintenance_conf(port: int, retry_after: int = RETRY_AFTER) -> str:
+DEFAULT_MESSAGE = "Down for maintenance (database restore). Back in a minute."
+# What a maintenance message may hold: it lands in an nginx string ('"', '\\', '$', ';', '{' would not).
+MESSAGE_RE = re.compile(r"^[A-Za-z0-9 .,:!?()'/@%+&_-]{1,200}\Z")
+
+
+def maintenance_conf(port: int, retry_after: int = RETRY_AFTER, message: str = DEFAULT_MESSAGE) -> str:
     """The maintenance container's site: 503 + Retry-After for every request, the health path included."""
+    if not MESSAGE_RE.match(message):
+        raise ValueError(f"maintenance message {message!r} holds characters other than letters, digits, spaces "
+                         "and .,:!?()'/@%+&_-")
     return "\n".join([
-        "# Rendered by ops (ops/traffic.py) while a restore swaps the database; removed right after.",
+        "# Rendered by ops (ops/traffic.py) while a restore swaps the database, or by inv maintenance.on.",
         "server {",
         f"    listen {int(port)} default_server;",
         "    default_type text/plain;",
         f'    add_header Retry-After "{int(retry_after)}" always;',
         '    add_header Cache-Control "no-store" always;',
         "    location / {",
-        '        return 503 "Down for maintenance (database restore). Back in a minute.\\n";',
+        f'        return 503 "{message}\\n";',
         "    }",
         "}",
         "",
@@ -54,8 +63,9 @@ def serving_containers(gw: Gateway, host: Host) -> list[str]:
 
 
 def site_status(gw: Gateway, host: Host) -> str:
-    url = f"http://127.0.0.1:{gw.env.proxy.port}{gw.env.health.path}"
-    res = gw.query(host, ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", url), check=False)
+    url, flags = switch.local_site(gw, host, gw.env.health.path)
+    res = gw.query(host, ("curl", "-sS", *flags, "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", url),
+                   check=False)
     return res.stdout.strip() or res.stderr.strip()[-80:]
 
 
@@ -71,7 +81,8 @@ def wait_site(gw: Gateway, host: Host, want: str, timeout: float) -> None:
         time.sleep(switch.HEALTH_POLL)
 
 
-def enter_maintenance(gw: Gateway, web: WebHost, image: str) -> None:
+def enter_maintenance(gw: Gateway, web: WebHost, image: str, *, message: str = DEFAULT_MESSAGE,
+                      retry_after: int = RETRY_AFTER) -> None:
     """Maintenance container under the app's service name first (it answers 503 + Retry-After),
     then the app containers stopped (SIGTERM: in-flight requests finish; nginx retries refused
     ones on the maintenance container) and taken off the network, so that starting them again
@@ -81,7 +92,8 @@ def enter_maintenance(gw: Gateway, web: WebHost, image: str) -> None:
     conf_dir = layout.path("maintenance", "conf.d")
     name = maintenance_container(env)
     gw.run(host, ("mkdir", "-p", conf_dir))
-    gw.put(host, maintenance_conf(env.health.port).encode(), f"{conf_dir}/maintenance.conf", mode=0o644)
+    gw.put(host, maintenance_conf(env.health.port, retry_after, message).encode(), f"{conf_dir}/maintenance.conf",
+           mode=0o644)
     gw.run(host, docker.rm_argv(name, force=True), check=False)  # a leftover of an interrupted restore
     web.maintenance = True
     gw.run(host, docker.run_argv(name, image, network=layout.network, network_aliases=(layout.web_service,),

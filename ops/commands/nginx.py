@@ -27,13 +27,24 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("X-XSS-Protection", "1; mode=block"),
-    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
     ("Content-Security-Policy", "default-src 'self'"),
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
 )
+# NOTE: only ever sent over TLS: over plain http a browser ignores it (RFC 6797) and a
+# site that has no certificate yet must not promise HTTPS.
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+# Where the proxy container finds the ACME HTTP-01 tokens and the certificate (mounted
+# read-only from the host, see ops/tls/hostfiles.py).
+CHALLENGE_ROOT = "/var/www/acme"
+CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+TLS_DIR = "/etc/nginx/tls"
+TLS_CERT = f"{TLS_DIR}/fullchain.pem"
+TLS_KEY = f"{TLS_DIR}/privkey.pem"
+HTTPS_CONTAINER_PORT = 443
 # Socket.io long-polling and WebSockets hold a request open far longer than a page load.
 SOCKET_IO_TIMEOUT = "1h"
 UPSTREAM_NAME = "app_release"
+DYNAMIC_CONNECT_TIMEOUT = "300ms"
 # Multipart framing around an uploaded file: boundary lines, part headers, other fields.
 MULTIPART_HEADROOM = 64 * 1024
 
@@ -66,7 +77,8 @@ def _check_int(value: int, what: str, lo: int, hi: int) -> int:
 
 def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, server_name: str = "_",
                      release: str = "", resolver: str | None = None, resolver_valid: int = 1,
-                     assets: tuple[str, str] | None = None) -> str:
+                     assets: tuple[str, str] | None = None, challenge: bool = False, tls: bool = False,
+                     https_port: int = HTTPS_CONTAINER_PORT) -> str:
     """The whole ``conf.d/<app>.conf``: one server proxying to ``upstream``.
 
     Without ``resolver``, ``upstream`` is resolved once, when nginx loads the file:
@@ -82,12 +94,21 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
     ``assets=(url_prefix, root)``: files under ``root + url_prefix`` (the bridged static
     files of every retained release, see ``ops.deploy.assets``) are served by nginx
     itself, immutable; a file it does not hold goes to the app.
+
+    ``challenge``: ``/.well-known/acme-challenge/`` on port ``listen_port`` is served
+    from ``CHALLENGE_ROOT`` (ACME HTTP-01), never proxied.
+
+    ``tls``: the app is served on 443 (``TLS_CERT``/``TLS_KEY``, TLSv1.2+, HSTS) and
+    ``listen_port`` only answers challenges and redirects everything else to https (301).
+    Without it no HSTS header is sent at all. ``https_port``: the port clients reach 443
+    on (the host's published port), for the redirect.
     """
     _check_upstream(upstream)
     if resolver is not None:
         _check_upstream(f"{resolver}:53")
         _check_int(resolver_valid, "resolver cache seconds", 1, 300)
     _check_int(listen_port, "listen port", 1, 65535)
+    _check_int(https_port, "https port", 1, 65535)
     _check_int(max_body_bytes, "max body size (bytes)", 1, 2**40)
     if not isinstance(server_name, str) or not SERVER_NAME_RE.fullmatch(server_name):
         raise ConfigError(f"invalid server_name {server_name!r}",
@@ -95,11 +116,13 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
     if not isinstance(release, str) or not RELEASE_RE.fullmatch(release):
         raise ConfigError(f"invalid release {release!r}", hint="letters, digits, '.', '_', '-' (a git SHA)")
 
-    headers = [f'    add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS]
+    header_pairs = [*SECURITY_HEADERS, HSTS] if tls else list(SECURITY_HEADERS)
+    headers = [f'    add_header {name} "{value}" always;' for name, value in header_pairs]
     if release:
         headers.append(f'    add_header X-Release "{release}" always;')
     # The app may set its own copy of these; ours must be the only one the browser sees.
-    hidden = [f"    proxy_hide_header {name};" for name, _ in SECURITY_HEADERS] + ["    proxy_hide_header X-Powered-By;"]
+    hidden = [f"    proxy_hide_header {name};" for name, _ in (*SECURITY_HEADERS, HSTS)] + [
+        "    proxy_hide_header X-Powered-By;"]
     if resolver is None:
         upstream_block = [
             f"upstream {UPSTREAM_NAME} {{",
@@ -135,9 +158,11 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "}",
         "",
         *upstream_block,
+        *(_redirect_server(listen_port, server_name, https_port) if tls else []),
         "server {",
-        f"    listen {listen_port} default_server;",
+        f"    listen {HTTPS_CONTAINER_PORT} ssl http2 default_server;" if tls else f"    listen {listen_port} default_server;",
         f"    server_name {server_name};",
+        *(_tls_settings() if tls else []),
         *dynamic,
         "",
         f"    client_max_body_size {max_body_bytes};",
@@ -155,9 +180,10 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         *hidden,
         "",
         # Dynamic mode: the peers are containers on this host, a connect takes well under a
-        # millisecond; an address whose container just exited (still in a worker's DNS
-        # cache for up to resolver_valid) must fail fast and be retried on the next peer.
-        f"    proxy_connect_timeout {'1s' if resolver else '5s'};",
+        # millisecond (the kernel answers it, even for a busy app); an address whose
+        # container just exited (still in a worker's DNS cache for up to resolver_valid)
+        # gets no answer at all and must be given up fast and retried on the next peer.
+        f"    proxy_connect_timeout {DYNAMIC_CONNECT_TIMEOUT if resolver else '5s'};",
         "    proxy_read_timeout 60s;",
         "    # A refused or timed-out connection is retried once; a request the upstream already",
         "    # answered (or any non-idempotent one, e.g. POST) is never sent twice.",
@@ -173,12 +199,58 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "    }",
         "",
         *_asset_locations(assets, target, headers),
+        *(_challenge_location() if challenge and not tls else []),
         "    location / {",
         f"        proxy_pass {target};",
         "    }",
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _challenge_location() -> list[str]:
+    return [
+        "    # ACME HTTP-01: the CA fetches the token written here by `inv tls.issue`; never the app.",
+        f"    location ^~ {CHALLENGE_PREFIX} {{",
+        f"        root {CHALLENGE_ROOT};",
+        "        default_type text/plain;",
+        "    }",
+        "",
+    ]
+
+
+def _redirect_server(listen_port: int, server_name: str, https_port: int) -> list[str]:
+    port = "" if https_port == HTTPS_CONTAINER_PORT else f":{https_port}"
+    return [
+        "# Plain http: ACME challenges (renewals keep working), everything else to https.",
+        "server {",
+        f"    listen {listen_port} default_server;",
+        f"    server_name {server_name};",
+        "",
+        *_challenge_location(),
+        "    location / {",
+        f"        return 301 https://$host{port}$request_uri;",
+        "    }",
+        "}",
+        "",
+    ]
+
+
+def _tls_settings() -> list[str]:
+    # nginx 1.22 (Debian bookworm): `http2` is a listen parameter (the `http2 on;` directive
+    # came in 1.25.1). TLSv1.2+ only; TLSv1.3 suites are not configurable here and all good.
+    return [
+        f"    ssl_certificate {TLS_CERT};",
+        f"    ssl_certificate_key {TLS_KEY};",
+        "    ssl_protocols TLSv1.2 TLSv1.3;",
+        "    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;",
+        "    ssl_prefer_server_ciphers off;",
+        "    ssl_session_cache shared:TLS:10m;",
+        "    ssl_session_timeout 1d;",
+        "    # Tickets would keep one key for the workers' lifetime (weak forward secrecy).",
+        "    ssl_session_tickets off;",
+    ]
 
 
 ASSET_PREFIX_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
@@ -221,4 +293,5 @@ def nginx_reload_argv(container: str) -> Argv:
     return ("docker", "exec", check_name(container), "nginx", "-s", "reload")
 
 
-__all__ = ["SECURITY_HEADERS", "body_limit_for_upload", "nginx_reload_argv", "nginx_test_argv", "render_site_conf"]
+__all__ = ["CHALLENGE_PREFIX", "CHALLENGE_ROOT", "HSTS", "HTTPS_CONTAINER_PORT", "SECURITY_HEADERS", "TLS_CERT",
+           "TLS_DIR", "TLS_KEY", "body_limit_for_upload", "nginx_reload_argv", "nginx_test_argv", "render_site_conf"]

@@ -25,6 +25,7 @@ from ops.background import Background
 from ops.commands import docker, shell
 from ops.commands.nginx import body_limit_for_upload
 from ops.deploy import image as images
+from ops.deploy import migrate as migrations_step
 from ops.deploy.migrate import MigrationReport, check_program, run_migrations
 from ops.deploy.release import (
     Release,
@@ -43,8 +44,21 @@ from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.masking import Masker
+from ops.migrations.review import MigrationReview, check_consent
 from ops.operation import Operation, Plan
 from ops.postgres import DatabaseURL, applied_migrations, connect_via
+from ops.progress import (
+    MIGRATING,
+    NO_PROGRESS,
+    READY,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    SERVING,
+    STARTING,
+    SWITCHING,
+    Progress,
+    in_step,
+)
 from ops.registry import app_refs, service_ref
 from ops.remote import FleetError, Gateway
 
@@ -60,6 +74,8 @@ class DeployRequest:
     version: str | None = None
     batch: int | None = None
     allow_dirty: bool = False
+    # Consent for destructive or locking migrations (a restore point is taken before them).
+    allow_destructive: bool = False
     lock_wait: float = 0.0
     health_timeout: float | None = None
     exclude: tuple[str, ...] = ()
@@ -158,16 +174,20 @@ def _upload_env(gw: Gateway, host: Host, release: Release, content: bytes) -> No
 class Deployment:
     """One deploy or rollback run against one environment."""
 
-    def __init__(self, env: Environment, req: DeployRequest, say: Say):
+    progress: Progress = NO_PROGRESS
+
+    def __init__(self, env: Environment, req: DeployRequest, say: Say, progress: Progress = NO_PROGRESS):
         self.env = env
         self.req = req
         self.say = say
+        self.progress = progress  # per-host steps and image transfers, for the task side to show
         self.masker = Masker()
         self.app_env = AppEnv.load(env, self.masker)
         self.gw = Gateway(env, masker=self.masker, echo=say)
         self.all_hosts = exclude_hosts(env, req.exclude)
         self.web = [h for h in self.all_hosts if "web" in h.roles]
         self.warnings: list[str] = []
+        self._plan_migrations: MigrationReview | None = None
 
     def close(self) -> None:
         self.gw.close()
@@ -231,7 +251,7 @@ class Deployment:
             self.say(f"starting {release.version} on {', '.join(h.name for h in self.web)} "
                      "(health-gated; nothing serves it yet)")
             touched = list(self.web)  # a half-prepared host is cleaned up like a switched one
-            ready = self.gw.map(lambda h: prepare_host(self.gw, h, release, app, health_timeout=timeout), self.web)
+            ready = self.gw.map(lambda h: self._prepare(h, release, app, timeout), self.web)
             if ready.failed:
                 raise FleetError(f"start of {release.version}", ready.failed, total=len(self.web))
             touched = []
@@ -239,14 +259,14 @@ class Deployment:
                 group = self.web[start:start + batch]
                 touched += group
                 self.say(f"switching {', '.join(h.name for h in group)} to {release.version}")
-                results = self.gw.map(lambda h: cut_over(self.gw, h, release, ready.ok[h.name]), group)
+                results = self.gw.map(lambda h: self._cut_over(h, release, ready.ok[h.name]), group)
                 for name in results.ok:
                     self.say(f"  {name}: serving {release.version}")
                 if results.failed:
                     raise FleetError(f"switch to {release.version}", results.failed, total=len(group))
                 # NOTE: off the critical path: the next batch cuts over while this one's old
                 # containers drain and stop (they no longer matter to it).
-                retiring.append(Background(self._retire_fn(group, ready.ok)))
+                retiring.append(Background(self._retire_fn(group, ready.ok, results.ok)))
             for job in retiring:
                 job.result().raise_if_failed(f"stopping the old release for {release.version}")
         except BaseException as exc:
@@ -259,9 +279,20 @@ class Deployment:
             raise DeployFailed(f"deploy of {release.version} {why} during the switch: {exc}".rstrip()
                                + f"\n{rolled}") from None
 
-    def _retire_fn(self, group: list[Host], serving: dict[str, str]):
-        """Drain and stop what ``group`` served before (their new containers are ``serving``)."""
-        return lambda: self.gw.map(lambda host: retire_others(self.gw, host, serving[host.name]), group)
+    def _prepare(self, host: Host, release: Release, app: AppSettings, timeout: float) -> str:
+        with in_step(self.progress, host.name, STARTING, f"{release.version}, health check (max {timeout:g}s)",
+                     then=READY, then_detail=f"{release.version} healthy, waiting for its batch"):
+            return prepare_host(self.gw, host, release, app, health_timeout=timeout)
+
+    def _cut_over(self, host: Host, release: Release, name: str):
+        with in_step(self.progress, host.name, SWITCHING, release.version, then=SERVING, then_detail=release.version):
+            return cut_over(self.gw, host, release, name)
+
+    def _retire_fn(self, group: list[Host], serving: dict[str, str], joined_at: dict[str, float]):
+        """Drain and stop what ``group`` served before (their new containers are ``serving``,
+        in service since ``joined_at``)."""
+        return lambda: self.gw.map(lambda host: retire_others(self.gw, host, serving[host.name],
+                                                              joined_at=joined_at.get(host.name)), group)
 
     def _roll_back_hosts(self, hosts: list[Host], failed: Release, previous: dict[str, Release | None],
                          app: AppSettings, timeout: float) -> str:
@@ -269,12 +300,15 @@ class Deployment:
 
         def back(host: Host) -> str:
             prev = previous.get(host.name)
-            append_history(self.gw, host, failed, "rolled-back")
-            if prev is None:
-                self.gw.run(host, docker.rm_argv(Layout(self.env).web_container(failed.id), force=True), check=False)
-                return "no previous release: new container removed"
-            switch_host(self.gw, host, prev, app, health_timeout=timeout)
-            return f"back on {prev.version}"
+            with in_step(self.progress, host.name, ROLLING_BACK, f"to {_version(prev)}", then=ROLLED_BACK,
+                         then_detail=f"to {_version(prev)}"):
+                append_history(self.gw, host, failed, "rolled-back")
+                if prev is None:
+                    self.gw.run(host, docker.rm_argv(Layout(self.env).web_container(failed.id), force=True),
+                                check=False)
+                    return "no previous release: new container removed"
+                switch_host(self.gw, host, prev, app, health_timeout=timeout)
+                return f"back on {prev.version}"
 
         results = self.gw.map(back, hosts)
         for name, msg in results.ok.items():
@@ -305,7 +339,25 @@ class Deployment:
                       *self._pull_and_migrate_lines(host_ref),
                       f"switch {self.batch} web host(s) at a time, health-gated ({env.health.path}); "
                       "any failure puts every switched host back"]
+        if env.migrate.enabled:
+            self._review_migrations(plan, source.path if source else None, registry_ref)
         return self._per_host(plan)
+
+    def _review_migrations(self, plan: DeployPlan, context, image: str) -> None:
+        """Pending migrations with their verdicts into the plan; the consent and restore point they need."""
+        if context is None:
+            images.login_local(self.env, self.masker)
+        review = migrations_step.plan_review(self.gw, self.web[0], self.app_env.database, context=context,
+                                             image=image, say=self.say)
+        plan.migrations = review
+        plan.lines += review.lines()
+        plan.warnings += review.notes
+        if not review.needs_consent:
+            return
+        migrations_step.restore_point_possible(self.env, self.masker)
+        consent = self.req.allow_destructive or self.env.migrate.policy == "allow"
+        plan.lines.append("back up the database (backup.db) right before migrating: the restore point"
+                          + ("" if consent else " — NEEDS --allow-destructive (or migrate.policy: allow)"))
 
     def _per_host(self, plan: DeployPlan) -> DeployPlan:
         """What every plan shows besides its own lines: the exclusions, and per host old -> new."""
@@ -326,23 +378,46 @@ class Deployment:
                 + (f"; then pull it on {', '.join(others)}" if others else ""),
                 f"migrate once on {first}: {migrate.command}"]
 
+    def _consent(self, review: MigrationReview | None) -> None:
+        if review is not None:
+            check_consent(review, allowed=self.req.allow_destructive, policy=self.env.migrate.policy,
+                          env_name=self.env.name)
+
+    def _same_migrations_in_image(self, plan: DeployPlan, registry_ref: str) -> None:
+        """The image just built must carry the migrations the plan judged (read from the build context);
+        if not (a .dockerignore, a Dockerfile that generates them), judge the image's, before any pull."""
+        review = migrations_step.image_review(self.gw, registry_ref, self.web[0], self.app_env.database)
+        if review.fingerprint == plan.migrations.fingerprint:
+            return
+        self.say("the image's migrations differ from the build context's; judged again from the image:")
+        for line in review.lines():
+            self.say(f"  {line}")
+        self._consent(review)
+        plan.migrations = review
+
     def deploy(self, plan: DeployPlan) -> DeployResult:
         env, req = self.env, self.req
+        # NOTE: consent is checked before anything is built or locked: a refusal changes nothing.
+        self._consent(plan.migrations)
         if plan.build_from:
             source = images.git_source(env.build.source)
             if images.version_for(source, allow_dirty=req.allow_dirty) != plan.tag:
                 raise OpsError(f"{source.path} moved on since the plan was made (it was {plan.tag}); nothing was done",
                                hint="run the deploy again")
-            digest = images.build_and_push(env, source, plan.tag, self.say, self.masker)
+            digest = images.build_and_push(env, source, plan.tag, self.say, self.masker, self.progress)
+            if plan.migrations is not None:
+                self._same_migrations_in_image(plan, app_refs(env, plan.tag)[0])
         else:
             digest = ""
+        self._plan_migrations = plan.migrations
         release = Release(id=release_id(plan.tag, audit.utcnow()), version=plan.tag, image=plan.image,
                           digest=digest, env_sha256=env_checksum(self.app_env.content))
         self._hook("pre-deploy", release)
         with self._operation("deploy", plan.tag, f"release {release.id}") as op:
             previous = self._unchanged_since(plan, strict=False)
             result = self._deploy_locked(release, self.app_env.database, previous)
-            op.outcome = f"release {release.id}"
+            op.outcome = f"release {release.id}" + (f"; restore point {release.restore_point}"
+                                                    if release.restore_point else "")
         self.warnings += op.warnings
         self._hook("post-deploy", release, warn=True)
         result.warnings = self.warnings
@@ -354,18 +429,22 @@ class Deployment:
         migrate = self.env.migrate
         first = self.web[0]
         if migrate.enabled:
+            # Under the lock, before any pull: a failed migration row (P3009) or an orphaned
+            # migrator holding Prisma's lock (P1002) stops here, nothing changed.
+            migrations_step.recheck_under_lock(gw, first, database)
             # NOTE: the first web host pulls alone and checks that the migrate command's program
             # is in the image: a wrong migrate.command fails before any other host pulls it.
             self.say(f"pulling {release.image} on {first.name} and checking it has {migrate.program!r} "
                      "(migrate.command)")
-            gw.map(lambda h: images.pull(gw, h, release.image), [first]).raise_if_failed(f"pull {release.image}")
+            gw.map(lambda h: images.pull(gw, h, release.image, self.progress),
+                   [first]).raise_if_failed(f"pull {release.image}")
             self.say(f"  {first.name}: {migrate.program} is {check_program(gw, first, release)}")
         proxy_image = service_ref(self.env, self.env.proxy.image)
         self.say(f"pulling {release.image} and {proxy_image} on {', '.join(h.name for h in self.web)}")
 
         def pull_both(host: Host) -> str:
-            images.pull(gw, host, proxy_image)
-            return images.pull(gw, host, release.image)
+            images.pull(gw, host, proxy_image, self.progress)
+            return images.pull(gw, host, release.image, self.progress)
 
         pulled = gw.map(pull_both, self.web)
         pulled.raise_if_failed(f"pull {release.image}")
@@ -374,7 +453,14 @@ class Deployment:
         gw.map(lambda h: _upload_env(gw, h, release, self.app_env.content), self.web).raise_if_failed("env upload")
 
         if migrate.enabled:
+            if self._plan_migrations is not None and self._plan_migrations.needs_consent:
+                self.say("taking a restore point before the migration (backup.db)")
+                point = migrations_step.take_restore_point(gw, self.masker, self.say)
+                release.restore_point = point.id
+                self.say(f"restore point: {point.id} (finished {point.finished_at}); to undo the migration: "
+                         f"inv restore --host {self.env.name} --at <a time after it>")
             self.say(f"migrating on {first.name}: {migrate.command}")
+            self.progress.step(first.name, MIGRATING, migrate.command)
             ensure_network(gw, first)
             migrations = run_migrations(gw, first, release, database)
             for name in migrations.applied:
@@ -436,7 +522,8 @@ class Deployment:
             previous = self._unchanged_since(plan)
             self.say(f"rolling back to {release.version} (release {release.id})")
             # The image is still there when its container was retained: no pull then.
-            gw.map(lambda h: images.pull(gw, h, release.image), self.web).raise_if_failed(f"pull {release.image}")
+            gw.map(lambda h: images.pull(gw, h, release.image, self.progress),
+                   self.web).raise_if_failed(f"pull {release.image}")
             self._switch_all(release, previous)
             gw.map(lambda h: append_history(gw, h, release, "current", via="rollback"),
                    self.web).raise_if_failed("history")
@@ -494,13 +581,20 @@ class DeployPlan(Plan):
     current: dict[str, Release | None] = field(default_factory=dict)
     build_from: str | None = None
     target: Release | None = None  # rollback: the release every host goes back to
+    migrations: MigrationReview | None = None  # deploy: the pending migrations and their verdicts
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if self.migrations is not None:
+            data["migrations"] = self.migrations.to_dict()
+        return data
 
 
 def plan(env: Environment, req: DeployRequest, say: Say, *, rollback_to: str | None = None,
-         rollback: bool = False) -> tuple[Deployment, DeployPlan]:
+         rollback: bool = False, progress: Progress = NO_PROGRESS) -> tuple[Deployment, DeployPlan]:
     """The run and its plan; the caller applies it with ``run.deploy(plan)`` / ``run.rollback(plan)``
     and closes the run."""
-    run = Deployment(env, req, say)
+    run = Deployment(env, req, say, progress)
     try:
         return run, (run.plan_rollback(rollback_to) if rollback else run.plan_deploy())
     except BaseException:

@@ -12,8 +12,8 @@ name only while it serves:
    every retained release, so no page of either release misses a chunk;
 4. connect it to the app network under ``<app>-web``: nginx now spreads requests
    over old and new; wait until the site answers with the new version;
-5. drain (``deploy.drain_seconds``, at least nginx's DNS cache time: every worker
-   learns the new address), then stop the old container (SIGTERM: the app closes its
+5. drain: ``deploy.drain_seconds`` after the join (at least nginx's DNS cache time, so
+   every worker knows the new address), stop the old container (SIGTERM: the app closes its
    listener, ends its realtime connections cleanly, finishes in-flight requests;
    nginx retries a refused connect on the new one; SIGKILL after
    ``deploy.stop_timeout``), then take it off the app network so that starting it
@@ -31,17 +31,20 @@ from dataclasses import dataclass
 
 from ops import registry
 from ops.commands import docker, shell
-from ops.commands.nginx import nginx_reload_argv, nginx_test_argv, render_site_conf
+from ops.commands.nginx import HTTPS_CONTAINER_PORT, nginx_reload_argv, nginx_test_argv, render_site_conf
 from ops.deploy import assets
 from ops.deploy.release import Release, set_current
 from ops.errors import HostError, OpsError
 from ops.inventory import Host
 from ops.layout import Layout
 from ops.remote import Gateway
+from ops.tls import hostfiles
 
 HEALTH_POLL = 0.2
 # nginx caches the DNS answer for <app>-web this long (resolver valid=...).
 RESOLVER_VALID = 1
+# nginx's cache clock ticks in whole seconds; a worker's event loop can lag a little more.
+DNS_MARGIN = 0.05
 DOCKER_DNS = "127.0.0.11"
 
 
@@ -127,13 +130,21 @@ def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
         time.sleep(HEALTH_POLL)
 
 
-def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
-    """The proxy runs with the current site config; reloaded only when the config changed."""
+def ensure_proxy(gw: Gateway, host: Host, app: AppSettings, *, reload: bool = False) -> None:
+    """The proxy runs with the current site config; reloaded only when the config changed
+    (or ``reload``: the certificate it reads changed, see ``ops.tls.install``).
+
+    TLS is served once ``proxy.tls`` is set AND a certificate is installed on the host;
+    until then the site stays plain http (no HSTS) with the ACME challenge path, so a
+    first order can succeed through it."""
     layout = Layout(gw.env)
     bridged = bool(gw.env.deploy.asset_path)
+    tls = gw.env.proxy.tls
+    serve_tls = tls is not None and hostfiles.has_certificate(gw, host)
     conf = render_site_conf(upstream=f"{layout.web_service}:{gw.env.health.port}", listen_port=80,
                             max_body_bytes=app.max_body_bytes, resolver=DOCKER_DNS, resolver_valid=RESOLVER_VALID,
-                            assets=(gw.env.deploy.asset_url, assets.PROXY_MOUNT) if bridged else None)
+                            assets=(gw.env.deploy.asset_url, assets.PROXY_MOUNT) if bridged else None,
+                            challenge=True, tls=serve_tls, https_port=tls.https_port if tls else 443)
     conf_dir = layout.proxy_conf_dir
     site = f"{conf_dir}/{gw.env.app}.conf"
     previous = gw.query(host, shell("cat {p} 2>/dev/null || true", p=site)).stdout
@@ -148,20 +159,25 @@ def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
         # Created by the SSH user before docker mounts it (else dockerd makes it, owned by root).
         gw.run(host, ("mkdir", "-p", assets.files_dir(layout)))
         volumes.append((assets.files_dir(layout), assets.PROXY_MOUNT, "ro"))
+    hostfiles.prepare_dirs(gw, host)
+    volumes += hostfiles.mounts(layout)
+    publish = [("", gw.env.proxy.port, 80)] + ([("", tls.https_port, HTTPS_CONTAINER_PORT)] if tls else [])
     state = container_state(gw, host, proxy)
-    if state is not None and not _has_mounts(gw, host, proxy, [dest for _, dest, _ in volumes]):
-        # NOTE: once, on the first deploy that bridges assets: the proxy gets the new mount.
+    if state is not None and not (_has_mounts(gw, host, proxy, [dest for _, dest, _ in volumes])
+                                  and _publishes(gw, host, proxy, publish)):
+        # NOTE: once, on the first deploy that bridges assets or mounts the TLS and challenge
+        # directories, and when https is turned on or off: a container's mounts and ports are fixed.
         gw.run(host, docker.rm_argv(proxy, force=True))
         state = None
     if state is None:
         gw.run(host, docker.run_argv(
             proxy, registry.service_ref(gw.env, gw.env.proxy.image), network=layout.network,
-            publish=[("", gw.env.proxy.port, 80)], volumes=volumes,
+            publish=publish, volumes=volumes,
             labels={"ops.app": gw.env.app, "ops.role": "proxy"}))
         return
     if state != "running":
         gw.run(host, docker.start_argv(proxy))
-    if not changed:
+    if not changed and not reload:
         return
     test = gw.run(host, nginx_test_argv(proxy), check=False)
     if not test.ok:
@@ -173,6 +189,17 @@ def ensure_proxy(gw: Gateway, host: Host, app: AppSettings) -> None:
     # NOTE: a reload closes idle client keep-alive connections; it only happens when
     # the config itself changed (first deploy of this tool version, MAX_FILE_SIZE...).
     gw.run(host, nginx_reload_argv(proxy))
+
+
+def _publishes(gw: Gateway, host: Host, container: str, publish: list[tuple[str, int, int]]) -> bool:
+    """The container publishes exactly these (host port -> container port) pairs."""
+    res = gw.query(host, docker.inspect_argv(container, fmt="{{json .HostConfig.PortBindings}}"), check=False)
+    try:
+        bindings = json.loads(res.stdout or "{}") or {}
+    except json.JSONDecodeError:
+        return False
+    have = {(int(b.get("HostPort") or 0), int(port.split("/")[0])) for port, bs in bindings.items() for b in bs or []}
+    return have == {(hp, cp) for _, hp, cp in publish}
 
 
 def _has_mounts(gw: Gateway, host: Host, container: str, destinations: list[str]) -> bool:
@@ -188,14 +215,24 @@ def join_service(gw: Gateway, host: Host, name: str) -> None:
     gw.run(host, ("docker", "network", "connect", "--alias", layout.web_service, layout.network, name))
 
 
+def local_site(gw: Gateway, host: Host, path: str) -> tuple[str, tuple[str, ...]]:
+    """(URL of ``path`` through this host's nginx, from the host itself; extra curl flags)."""
+    tls = gw.env.proxy.tls
+    if tls is not None and hostfiles.has_certificate(gw, host):
+        # Plain http only redirects now. NOTE: -k: this checks which release answers, not the
+        # certificate (127.0.0.1 is not a name on it); `inv smoke` and `inv tls.status` check that.
+        return f"https://127.0.0.1:{tls.https_port}{path}", ("-k",)
+    return f"http://127.0.0.1:{gw.env.proxy.port}{path}", ()
+
+
 def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.0) -> None:
     """The site (through nginx) answers 200 with the new release."""
     if gw.dry_run:
         return
-    url = f"http://127.0.0.1:{gw.env.proxy.port}{gw.env.health.path}"
+    url, insecure = local_site(gw, host, gw.env.health.path)
     deadline = time.monotonic() + timeout
     while True:
-        res = gw.query(host, ("curl", "-sS", "-D", "-", "-o", "/dev/null", "-m", "3", url), check=False)
+        res = gw.query(host, ("curl", "-sS", *insecure, "-D", "-", "-o", "/dev/null", "-m", "3", url), check=False)
         headers = res.stdout.lower()
         if " 200" in headers.split("\r\n", 1)[0] and f"x-app-version: {release.version}".lower() in headers:
             break
@@ -233,16 +270,24 @@ def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
     return sorted(rows, key=lambda r: r[1], reverse=True)
 
 
-def retire_others(gw: Gateway, host: Host, keep_running: str) -> None:
+def retire_others(gw: Gateway, host: Host, keep_running: str, *, joined_at: float | None = None) -> None:
     """Drain, then stop every other web container (graceful), take it off the app network,
-    keep the newest N stopped, remove the rest; static files of removed releases go too."""
+    keep the newest N stopped, remove the rest; static files of removed releases go too.
+
+    ``joined_at`` (``time.monotonic()`` when ``keep_running`` joined the service name, see
+    ``cut_over``): the drain counts from there, not from now."""
     keep = gw.env.deploy.keep_releases
     kept_ids = []
     others = [row for row in web_containers(gw, host) if row[0] != keep_running]
     if any(state == "running" for _, _, state in others) and not gw.dry_run:
-        # NOTE: both answer meanwhile: in-flight requests and long polls on the old one end,
-        # and every nginx worker's DNS cache (RESOLVER_VALID) learns the new address.
-        time.sleep(max(gw.env.deploy.drain_seconds, RESOLVER_VALID + 0.1))
+        # NOTE: both versions answer from the join until the SIGTERM: the mixed-version
+        # window. It cannot be shorter than nginx's DNS cache (RESOLVER_VALID): a worker
+        # that still knows only the old address would find nothing to retry a refused
+        # connect on. It should not be longer either (a long-polling client whose session
+        # lives on the old container flaps while both answer).
+        drain = max(gw.env.deploy.drain_seconds, RESOLVER_VALID + DNS_MARGIN)
+        start = time.monotonic() if joined_at is None else joined_at
+        time.sleep(max(0.0, start + drain - time.monotonic()))
     kept = 0
     for name, rid, state in others:
         take_out_of_service(gw, host, name, running=state == "running")
@@ -270,15 +315,18 @@ def prepare_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *,
     return name
 
 
-def cut_over(gw: Gateway, host: Host, release: Release, name: str) -> None:
-    """The prepared container joins the service name; the site serves it; it is current."""
+def cut_over(gw: Gateway, host: Host, release: Release, name: str) -> float:
+    """The prepared container joins the service name; the site serves it; it is current.
+    Returns when it joined (``time.monotonic()``), for ``retire_others``."""
     join_service(gw, host, name)
+    joined_at = time.monotonic()
     wait_serving(gw, host, release)
     set_current(gw, host, release.id)
+    return joined_at
 
 
 def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
     """Make ``release`` the one serving on ``host``; on failure the host keeps serving what it served."""
     name = prepare_host(gw, host, release, app, health_timeout=health_timeout)
-    cut_over(gw, host, release, name)
-    retire_others(gw, host, name)
+    joined_at = cut_over(gw, host, release, name)
+    retire_others(gw, host, name, joined_at=joined_at)

@@ -9,18 +9,24 @@ from __future__ import annotations
 import time
 
 from ops.audit import utcnow
-from ops.backup import catalog, dump
+from ops.backup import authenticity, catalog, dump, physical
 from ops.backup import check as checks
+from ops.backup import physical as physical_backups
 from ops.backup import uploads as upload_backup
 from ops.backup import verify as drills
 from ops.backup.context import BackupContext
 from ops.backup.manifest import KINDS
 from ops.backup.timeparse import format_utc
 from ops.cli import CheckFailed, confirm, number
-from ops.errors import ConfigError
+from ops.commands import pgbackrest as pgbr
+from ops.errors import ConfigError, OpsError
 from ops.inventory import Environment, resolve_target
+from ops.notify import alert_on_failure, backup_stale
 from ops.operation import Operation
+from ops.postgres import pg_target
 from ops.remote import Gateway
+from ops.render import showing_progress
+from ops.restore import pitr
 from ops.table import format_table, human_bytes
 from ops.tasks import ops_task, print_json, say, warn
 
@@ -62,11 +68,25 @@ def _print_warnings(listing) -> None:
 @ops_task(mutating=True, help={"host": HOST_HELP, "dry_run": "print what it would do; contact nothing",
                 "checksums": "also record a per-table checksum (one more hash per row; on by default)",
                 "lock_wait": "seconds to wait for another operation to release the environment lock",
-                "json": "print the manifest as JSON"})
-def db(c, host="", dry_run=False, checksums=True, lock_wait=0.0, json=False):
-    """pg_dump -Fc inside the Postgres accessory, streamed over SSH into S3; manifest written last."""
+                "json": "print the manifest as JSON",
+                "logical": "pg_dump -Fc (portable, single tables) even with pitr configured",
+                "physical": "a pgBackRest backup even where pitr.default_kind is logical",
+                "type": "physical backup type: full, diff or incr (default: full when the newest full is older "
+                        "than pitr.full_every_days, else incr)"})
+def db(c, host="", dry_run=False, checksums=True, lock_wait=0.0, json=False, logical=False, physical=False,
+       type=""):
+    """With pitr: a pgBackRest backup into every repository; else (or --logical) pg_dump -Fc streamed to S3."""
     env = _env(host)
     lock_wait = number(lock_wait, "--lock-wait")
+    if logical and (physical or type):
+        raise ConfigError("--logical takes a pg_dump: it has no --physical or --type",
+                          hint="pass --logical alone, or --type full|diff|incr alone")
+    if not logical and env.pitr is not None and (physical or type or env.pitr.default_kind == "physical"):
+        _physical_backup(env, type or None, dry_run=dry_run, lock_wait=float(lock_wait))
+        return
+    if physical or type:
+        raise ConfigError(f"{env.path.name} has no pitr: section: no physical backups",
+                          hint="add pitr: (inventory/prod.yml documents it), or drop --physical/--type")
     ctx = _context(env)
     if dry_run:
         for line in dump.plan_db(ctx, checksums=checksums):
@@ -74,12 +94,32 @@ def db(c, host="", dry_run=False, checksums=True, lock_wait=0.0, json=False):
         say("dry-run: nothing was contacted or written")
         return
     t0 = time.monotonic()
-    with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
+    with alert_on_failure(env, "db", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw, \
+            showing_progress(json=json) as ctx.progress:
         m = dump.backup_db(ctx, gw, checksums=checksums, lock_wait=float(lock_wait))
     print_json(m.to_dict())
     say(f"backup {m.id}: {_size(m.size)} sha256 {m.sha256[:16]} in {time.monotonic() - t0:.1f}s; "
           f"{len(m.table_counts)} tables, {sum(m.table_counts.values())} rows, migration "
           f"{m.newest_migration or '-'}, release {m.app_release or '-'} -> s3://{ctx.bucket}/{m.object_key}")
+
+
+def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_wait: float) -> None:
+    if kind is not None and kind not in pgbr.BACKUP_TYPES:
+        raise ConfigError(f"--type {kind!r} is not a backup type", hint="use full, diff or incr")
+    if dry_run:
+        for line in physical.plan_backup(env, kind):
+            say(f"[dry-run] {line}")
+        say("dry-run: nothing was contacted or written")
+        return
+    ctx = _context(env)
+    with alert_on_failure(env, "db", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
+        r = physical.take_backup(gw, env, requested=kind, say=say, lock_wait=lock_wait)
+    for warning in r.warnings:
+        warn(warning)
+    print_json({"kind": "physical", "type": r.type, "seconds": round(r.seconds, 1),
+                "backups": [b.to_dict() for b in r.backups]})
+    say(f"physical {r.type} backup in {r.seconds:.1f}s: " + "; ".join(
+        f"{b.label} in repo{b.repo} ({_size(b.size)} database, {_size(b.repo_size)} stored)" for b in r.backups))
 
 
 @ops_task(mutating=True, help={"host": HOST_HELP, "dry_run": "print what it would do; contact nothing",
@@ -96,7 +136,8 @@ def uploads(c, host="", dry_run=False, lock_wait=0.0, json=False):
         say("dry-run: nothing was contacted or written")
         return
     t0 = time.monotonic()
-    with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
+    with alert_on_failure(env, "uploads", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw, \
+            showing_progress(json=json) as ctx.progress:
         m = upload_backup.backup_uploads(ctx, gw, lock_wait=float(lock_wait))
     print_json(m.to_dict())
     say(f"backup {m.id}: {m.file_count} files ({_size(m.source_bytes)}) as {_size(m.size)} sha256 "
@@ -113,27 +154,63 @@ def _verified(m) -> str:
 @ops_task(name="list", help={"host": HOST_HELP, "json": "print JSON (manifests)",
                              "kind": "only db or uploads backups"})
 def list_(c, host="", json=False, kind=""):
-    """Backups in the bucket, newest first: id, kind, finished, size, sha256, verified."""
+    """Backups in the bucket, newest first: id, kind, the time to pass to restore --at, size, sha256, verified."""
     env = _env(host)
     ctx = _context(env)
     listing = catalog.list_backups(env, ctx.client, kind=_kind(kind))
-    print_json([{**e.manifest.to_dict(), "data_key": e.data_key} for e in listing])
+    key = ctx.manifest_key()
+    auth = {e.id: authenticity.status(e.manifest, key) for e in listing}
+    entries = [{**e.manifest.to_dict(), "data_key": e.data_key, "restore_at": catalog.paste_time(e),
+                "authenticated": auth[e.id]} for e in listing]
     if json:
+        # NOTE: with pitr the physical backups follow, then one "wal-archive" entry (the restorable range).
+        print_json(entries + (_list_physical(ctx, json=True) if env.pitr is not None and kind in ("", "db")
+                              else []))
         _print_warnings(listing)
         return
+    print_json(entries)
     rows = []
     for e in listing:
         m = e.manifest
         what = (f"{len(m.table_counts)} tables, migration {m.newest_migration or '-'}" if m.kind == "db"
                 else f"{m.file_count} files, {_size(m.source_bytes)}")
-        rows.append([m.id, m.kind, format_utc(m.finished_at)[:19] + "Z", _size(m.size), m.sha256[:12],
-                     _verified(m), "yes" if m.encrypted else "no", what])
+        rows.append([m.id, m.kind, catalog.paste_time(e), _size(m.size), m.sha256[:12],
+                     _verified(m), "yes" if m.encrypted else "no", auth[e.id], what])
     if rows:
-        say(format_table(["ID", "KIND", "FINISHED (UTC)", "SIZE", "SHA256", "VERIFIED", "ENCRYPTED", "CONTENT"],
+        say(format_table(["ID", "KIND", "RESTORE --at", "SIZE", "SHA256", "VERIFIED", "ENCRYPTED", "AUTH", "CONTENT"],
                          rows))
     else:
         say(f"no backups of {env.name} in s3://{ctx.bucket}/")
     _print_warnings(listing)
+    if env.pitr is not None and kind in ("", "db"):
+        _list_physical(ctx, json=False)
+
+
+def _physical_status(ctx: BackupContext):
+    """pgBackRest's catalog and the live archiver (None, after a warning, when db1 cannot tell)."""
+    env = ctx.env
+    try:
+        with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
+            return physical.read_status(gw, env, pg_target(env, ctx.app_values()))
+    except OpsError as exc:
+        warn(f"physical backups (pgBackRest) not listed: {exc}")
+        return None
+
+
+def _list_physical(ctx: BackupContext, *, json: bool) -> list[dict]:
+    st = _physical_status(ctx)
+    if st is None:
+        return []
+    rows = [[b.id, f"physical {b.type}", f"repo{b.repo}", format_utc(b.stopped)[:19] + "Z", _size(b.size),
+             _size(b.repo_size), f"{b.wal_start[8:]}..{b.wal_stop[8:]}"] for b in reversed(st.catalog.backups)]
+    if not json:
+        if rows:
+            say(format_table(["ID", "KIND", "REPO", "CONSISTENT AT (UTC)", "SIZE", "STORED", "WAL"], rows))
+        d = st.to_dict()
+        say(f"WAL archive ({st.catalog.stanza}): restore --at reaches from {d['earliest_restorable'] or '-'} to "
+            f"{d['latest_restorable'] or 'unknown'}; archive lag {d['archive_lag_seconds']}s"
+            + ("; THE ARCHIVER FAILS" if d["archiver_failing"] else ""))
+    return [b.to_dict() for b in reversed(st.catalog.backups)] + [st.to_dict()]
 
 
 @ops_task(mutating=True, help={"host": HOST_HELP, "dry_run": "show what would be deleted and why; delete nothing",
@@ -162,7 +239,7 @@ def prune(c, host="", dry_run=False, yes=False, lock_wait=0.0, json=False):
             nothing="nothing deleted")
     with Gateway(env, masker=ctx.masker, echo=say) as gw, \
             Operation(gw, "backup.prune", list(env.hosts.values()), say=say, lock_wait=lock_wait,
-                      detail=plan.summary()) as op:
+                      detail=plan.summary(), scope="backup") as op:
         # NOTE: exactly the plan shown (apply_prune re-checks each object and skips what changed since).
         report = checks.apply_prune(env, ctx.client, plan)
         op.outcome = f"deleted {len(report.deleted)}: {' '.join(report.deleted)[:400]}" + (
@@ -176,34 +253,74 @@ def prune(c, host="", dry_run=False, yes=False, lock_wait=0.0, json=False):
 
 
 @ops_task(help={"host": HOST_HELP, "id": "backup id to verify (default: the newest db backup)",
-                "json": "print the outcome as JSON"})
-def verify(c, host="", id="", json=False):
+                "json": "print the outcome as JSON",
+                "trust_unauthenticated": "drill a backup whose manifest is not authenticated (taken before "
+                                         "manifests were); only after checking it",
+                "physical": "drill the physical kind: restore to the latest second (WAL archived up to now) into "
+                            "a scratch server, check it, remove it (default with pitr.default_kind physical)"})
+def verify(c, host="", id="", json=False, trust_unauthenticated=False, physical=False):
     """Restore drill: stream into a scratch database, compare counts/checksums/migration, drop it."""
     env = _env(host)
     ctx = _context(env)
+    if physical or (env.pitr is not None and env.pitr.default_kind == "physical" and not id):
+        _drill_physical(ctx)
+        return
     with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
-        result = drills.verify(ctx, gw, id or None)
+        result = drills.verify(ctx, gw, id or None, trust_unauthenticated=bool(trust_unauthenticated))
     print_json({"id": result.entry.id, "ok": True, "detail": result.detail, "seconds": round(result.seconds, 1)})
     say(f"backup {result.entry.id} verified in {result.seconds:.1f}s: {result.detail}")
+
+
+def _drill_physical(ctx: BackupContext) -> None:
+    env = ctx.env
+    physical_backups.require_pitr(env)
+    with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
+        r = pitr.drill(ctx, gw, say=say)
+    print_json({"kind": "physical", "ok": True, "backup": r.backup, "at": r.at.isoformat(),
+                "latest_commit": r.latest_commit.isoformat() if r.latest_commit else None, "tables": r.tables,
+                "migration": r.migration, "seconds": round(r.seconds, 1)})
+    say(f"physical backup {r.backup} + WAL restored to {format_utc(r.at)} in a scratch server and checked in "
+        f"{r.seconds:.1f}s: {len(r.tables)} tables, {sum(r.tables.values())} rows, migration {r.migration or '-'}; "
+        "scratch removed")
 
 
 @ops_task(help={"host": HOST_HELP,
                 "max_age": "fail when the newest good backup is older (26h, 90m, 2d; default backup.max_age_hours)",
                 "prometheus_file": "also write metrics for node_exporter's textfile collector (atomically)",
-                "kind": "db (default), uploads or all: which kinds must be fresh for exit 0",
+                "kind": "db (default), uploads, physical (pgBackRest: backups, archive lag, repositories) or all: "
+                        "which kinds must be fresh for exit 0",
                 "json": "print JSON"})
 def check(c, host="", max_age="", prometheus_file="", kind="db", json=False):
     """Exit 1 when the newest good backup is older than --max-age; print its age."""
     env = _env(host)
     limit = checks.parse_max_age(max_age or env.backup.max_age_hours)
-    wanted = _kind(kind or "db", allow_all=True)
+    # NOTE: physical (pgBackRest) freshness and archive lag: with --kind physical or all, and with db
+    # where pitr.default_kind is physical.
+    judge_physical = env.pitr is not None and (kind in ("physical", "all") or (
+        kind in ("", "db") and env.pitr.default_kind == "physical"))
+    wanted = _kind("db" if kind == "physical" else kind or "db", allow_all=True)
     ctx = _context(env)
     now = utcnow()
     listing = catalog.list_backups(env, ctx.client)
     results = checks.check(listing, now=now, max_age=limit)
+    pitr_problems: list[str] = []
+    prom = checks.prometheus_text(env.name, results, now=now)
+    if judge_physical:
+        st = _physical_status(ctx)
+        pitr_problems = ["physical backups could not be read"] if st is None else st.problems(
+            archive_timeout=env.pitr.archive_timeout, max_age=limit, full_every_days=env.pitr.full_every_days,
+            repos=len(env.pitr.repos))
+        if st is not None:
+            prom += st.prometheus(env.name)
+        for problem in pitr_problems:
+            warn(f"pitr: {problem}")
+        if st is not None and not pitr_problems and not json:
+            newest = st.catalog.backups[-1] if st.catalog.backups else None
+            say(f"{env.name} physical: ok: newest {newest.label if newest else '-'} (repo{newest.repo if newest else '-'}), "
+                f"archive lag {st.archive_lag():.0f}s, {len(env.pitr.repos)} repositories in step")
     if prometheus_file:
-        checks.write_textfile(prometheus_file, checks.prometheus_text(env.name, results, now=now))
-    judged = [r for r in results if wanted is None or r.kind == wanted]
+        checks.write_textfile(prometheus_file, prom)
+    judged = [r for r in results if (wanted is None or r.kind == wanted) and kind != "physical"]
     print_json([{"kind": r.kind, "ok": r.ok, "newest": r.newest.id if r.newest else None,
                  "age_seconds": r.age.total_seconds() if r.age is not None else None,
                  "max_age_seconds": r.max_age.total_seconds(), "count": r.count} for r in judged])
@@ -212,5 +329,10 @@ def check(c, host="", max_age="", prometheus_file="", kind="db", json=False):
             say(r.line(env.name))
     _print_warnings(listing)
     stale = [r for r in judged if not r.ok]
+    for warning in backup_stale(env, [(r.kind, r.line(env.name)) for r in stale]):
+        warn(warning)
     if stale:
         raise CheckFailed(f"{', '.join(r.kind for r in stale)} backup of {env.name} is stale or missing")
+    if pitr_problems:
+        raise CheckFailed(f"point-in-time recovery of {env.name}: {pitr_problems[0]}"
+                          + (f" (+{len(pitr_problems) - 1} more)" if len(pitr_problems) > 1 else ""))

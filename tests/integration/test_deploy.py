@@ -115,7 +115,8 @@ def test_site_carries_security_headers_and_upgrades_websockets(fleet):
     assert status == 200
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    # Plain http: no HSTS (it is sent over TLS only, see tests/integration/test_tls.py).
+    assert "Strict-Transport-Security" not in headers
     import socket
     with socket.create_connection(("127.0.0.1", 8102), timeout=5) as sock:
         sock.sendall(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"

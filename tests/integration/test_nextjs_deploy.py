@@ -246,3 +246,18 @@ def test_rollback_after_the_deploy_goes_back_to_v1(on_v1, v1_to_v2):
         assert rec["version"] == on_v1["v1"] and chunks(rec) == chunks(on_v1["v1_page"]), rec
         assert rec["ok"], rec["errors"]
     assert summary["asset_404_total"] == 0 and summary["failed_page_loads_total"] == 0, summary
+
+
+def test_rollback_after_deploy_rollback_deploy_of_the_same_version_goes_to_the_other_image(on_v1, v1_to_v2):
+    # What served, in order: v1, v2, v1 (the rollback above), now v2 again (a new release
+    # of the same image). The release before the current one is v1's; the newest other
+    # entry in the list is the v2 release rolled back from, which runs this very image.
+    assert served_versions() == {"web1": on_v1["v1"], "web2": on_v1["v1"]}, "runs after the rollback test"
+    deploy(on_v1["v2"])
+    assert served_versions() == {"web1": on_v1["v2"], "web2": on_v1["v2"]}
+    out = inv("rollback", "--host", "sandbox", check=True, timeout=DEPLOY_TIMEOUT)
+    print(out.stdout[-600:])
+    assert served_versions() == {"web1": on_v1["v1"], "web2": on_v1["v1"]}
+    for port in WEB_PORTS.values():
+        rec = page(port)
+        assert rec["version"] == on_v1["v1"] and chunks(rec) == chunks(on_v1["v1_page"]), rec

@@ -13,7 +13,7 @@ from ops.errors import ConfigError, InventoryError
 from ops.inventory import INVENTORY_DIR, PROJECT_ROOT, SSHSettings, load_environment, resolve_target
 
 TOP_KEYS = ("accessories, app, app_dir, backup, build, deploy, doctor, env_file, env_schema, health, hooks_dir, hosts, "
-            "image, migrate, ops_env_file, production, proxy, registry, s3, sandbox, ssh")
+            "image, migrate, notify, ops_env_file, pitr, production, proxy, registry, s3, sandbox, setup, smoke, ssh")
 HOST_KEYS = "address, port, private_address, roles, user"
 
 VALID = {

@@ -38,12 +38,18 @@ def test_every_security_header_is_added_always_exactly_once():
         'add_header X-Content-Type-Options "nosniff" always;',
         'add_header X-Frame-Options "DENY" always;',
         'add_header X-XSS-Protection "1; mode=block" always;',
-        'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;',
         'add_header Content-Security-Policy "default-src \'self\'" always;',
         'add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
     ]
     for line in expected:
         assert lines(text).count(line) == 1, line
+
+
+def test_without_tls_no_hsts_header_is_sent_at_all():
+    # A plain-http site must not promise HTTPS (and browsers ignore HSTS over http anyway).
+    assert "Strict-Transport-Security" not in conf().replace("proxy_hide_header Strict-Transport-Security;", "")
+    assert "Strict-Transport-Security" not in dynamic_conf(challenge=True).replace(
+        "proxy_hide_header Strict-Transport-Security;", "")
 
 
 def test_headers_live_in_server_block_not_in_locations():
@@ -212,5 +218,108 @@ def test_a_bad_resolver_is_refused(bad):
 
 
 def test_dynamic_mode_fails_fast_on_a_peer_that_just_went_away():
-    assert "proxy_connect_timeout 1s;" in lines(dynamic_conf())
+    assert "proxy_connect_timeout 300ms;" in lines(dynamic_conf())
     assert "proxy_connect_timeout 5s;" in lines(conf())
+
+
+# -- TLS and ACME --------------------------------------------------------------------------
+def tls_conf(**overrides) -> str:
+    return dynamic_conf(challenge=True, tls=True, assets=("/_next/static", "/srv/assets"), **overrides)
+
+
+def servers(text: str) -> list[list[str]]:
+    """Each top-level ``server {`` block's stripped lines (nested blocks included)."""
+    out, current, depth = [], None, 0
+    for line in lines(text):
+        if current is None and line == "server {":
+            current, depth = [], 0
+        if current is not None:
+            current.append(line)
+            depth += line.count("{") - line.count("}")
+            if depth == 0:
+                out.append(current)
+                current = None
+    return out
+
+
+def test_without_tls_the_challenge_path_is_served_from_the_challenge_root_on_the_http_port():
+    text = dynamic_conf(challenge=True)
+    assert block(text, "location ^~ /.well-known/acme-challenge/ {") == [
+        "location ^~ /.well-known/acme-challenge/ {",
+        "root /var/www/acme;",
+        "default_type text/plain;",
+        "}",
+    ]
+    assert len(servers(text)) == 1
+    assert "listen 80 default_server;" in servers(text)[0]
+
+
+def test_challenge_location_only_when_asked():
+    assert "acme-challenge" not in dynamic_conf()
+
+
+def test_with_tls_port_80_answers_challenges_and_redirects_everything_else_with_301():
+    http, https = servers(tls_conf())
+    assert http == [
+        "server {",
+        "listen 80 default_server;",
+        "server_name _;",
+        "",
+        "# ACME HTTP-01: the CA fetches the token written here by `inv tls.issue`; never the app.",
+        "location ^~ /.well-known/acme-challenge/ {",
+        "root /var/www/acme;",
+        "default_type text/plain;",
+        "}",
+        "",
+        "location / {",
+        "return 301 https://$host$request_uri;",
+        "}",
+        "}",
+    ]
+    assert not any("proxy_pass" in line for line in http)
+
+
+def test_redirect_names_a_non_standard_https_port():
+    http, _ = servers(tls_conf(https_port=8443))
+    assert "return 301 https://$host:8443$request_uri;" in http
+
+
+def test_with_tls_the_app_is_served_on_443_with_modern_protocols_and_the_certificate_from_the_mount():
+    _, https = servers(tls_conf())
+    for line in ("listen 443 ssl http2 default_server;",
+                 "ssl_certificate /etc/nginx/tls/fullchain.pem;",
+                 "ssl_certificate_key /etc/nginx/tls/privkey.pem;",
+                 "ssl_protocols TLSv1.2 TLSv1.3;",
+                 "ssl_session_tickets off;"):
+        assert line in https, line
+    assert not any("TLSv1 " in line or "TLSv1.1" in line or "SSLv3" in line for line in https)
+
+
+def test_with_tls_hsts_is_sent_only_by_the_https_server_and_repeated_in_the_asset_location():
+    http, https = servers(tls_conf())
+    hsts = 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;'
+    assert hsts not in http
+    assert https.count(hsts) == 2  # server level + the asset location (add_header there hides the server's)
+    assert hsts in block(tls_conf(), "location ^~ /_next/static/ {")
+
+
+def test_with_tls_websockets_and_assets_are_proxied_as_on_plain_http():
+    _, https = servers(tls_conf())
+    plain = dynamic_conf(assets=("/_next/static", "/srv/assets"))
+    assert block(tls_conf(), "location /socket.io/ {") == block(plain, "location /socket.io/ {")
+    for line in ("proxy_set_header Upgrade $http_upgrade;", "proxy_set_header Connection $connection_upgrade;",
+                 "proxy_set_header X-Forwarded-Proto $scheme;", "location @app {", "location / {",
+                 "proxy_pass http://$app_upstream;"):
+        assert line in https, line
+
+
+def test_tls_config_braces_balance_and_has_two_servers():
+    text = tls_conf()
+    assert text.count("{") == text.count("}")
+    assert len(servers(text)) == 2
+
+
+@pytest.mark.parametrize("port", [0, 65536, "443", True])
+def test_bad_https_port_is_refused(port):
+    with pytest.raises(ConfigError, match="https port"):
+        tls_conf(https_port=port)
