@@ -89,6 +89,8 @@ class DeploySettings:
     # Static files of each release served by nginx across switches (asset bridging); "" = off.
     asset_path: str = "/app/.next/static"
     asset_url: str = "/_next/static"
+    # Paths requested of a new container after its health check, before it takes traffic.
+    warmup: tuple[str, ...] = ("/",)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class SetupSettings:
 
 
 APP_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
+WARMUP_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/?=&%-]{0,200}\Z")
 NAME_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 ASSET_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
@@ -583,7 +586,7 @@ class _Validator:
 
     def deploy(self, raw: dict) -> DeploySettings:
         sec = self.section(raw, "deploy", {"batch_size", "keep_releases", "drain_seconds", "stop_timeout",
-                                           "asset_path", "asset_url"})
+                                           "asset_path", "asset_url", "warmup"})
         asset_path = sec.get("asset_path", DeploySettings.asset_path)
         if asset_path in (False, None, "", "none"):
             asset_path = ""
@@ -596,7 +599,17 @@ class _Validator:
                               drain_seconds=self.number(sec, "drain_seconds", "deploy.drain_seconds", 1.1, lo=1.05,
                                                         hi=600, integer=False),
                               stop_timeout=self.number(sec, "stop_timeout", "deploy.stop_timeout", 30, lo=1, hi=3600),
-                              asset_path=asset_path or "", asset_url=asset_url)
+                              asset_path=asset_path or "", asset_url=asset_url, warmup=self.warmup(sec))
+
+    def warmup(self, sec: dict) -> tuple[str, ...]:
+        paths = sec.get("warmup", list(DeploySettings.warmup))
+        if paths in (None, False):
+            return ()
+        if not isinstance(paths, list) or not all(isinstance(p, str) and WARMUP_PATH_RE.fullmatch(p) for p in paths):
+            self.problem("deploy.warmup", f"{paths!r} is not a list of URL paths",
+                         "write e.g. [/, /login] (absolute paths, no spaces), or [] for none")
+            return ()
+        return tuple(paths)
 
     def setup(self, raw: dict) -> SetupSettings:
         sec = self.section(raw, "setup", {"admin_user", "ssh_port", "firewall", "open_ports", "allow_from",

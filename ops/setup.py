@@ -119,6 +119,15 @@ def allowed_ports(env: Environment, host: Host) -> tuple[list[int], list[tuple[i
     return sorted(set(open_ports)), restricted
 
 
+def _accepts(open_ports: list[int], restricted: list[tuple[int, list[str]]], *, match: str,
+             prefix: str = "") -> list[str]:
+    """Accept rules: ``open_ports`` from anywhere, each restricted port from its sources only."""
+    out = [f"        {prefix}{match} {{ {', '.join(map(str, open_ports))} }} accept"] if open_ports else []
+    out += [f"        {prefix}ip saddr {{ {', '.join(sources)} }} {match} {port} accept"
+            for port, sources in restricted if sources]
+    return out
+
+
 def render_firewall(env: Environment, host: Host) -> str:
     """The nftables file for ``host``: replaces our table atomically, touches no other."""
     open_ports, restricted = allowed_ports(env, host)
@@ -139,11 +148,7 @@ def render_firewall(env: Environment, host: Host) -> str:
         '        iifname "br-*" accept',
         f"        tcp dport {ssh_port} accept",
     ]
-    if open_ports:
-        lines.append(f"        tcp dport {{ {', '.join(map(str, open_ports))} }} accept")
-    for port, sources in restricted:
-        if sources:
-            lines.append(f"        ip saddr {{ {', '.join(sources)} }} tcp dport {port} accept")
+    lines += _accepts(open_ports, restricted, match="tcp dport")
     lines += [
         "    }",
         "    # Published container ports arrive DNAT'ed through FORWARD, before Docker's own rules.",
@@ -153,11 +158,7 @@ def render_firewall(env: Environment, host: Host) -> str:
         '        iifname "docker0" accept',
         '        iifname "br-*" accept',
     ]
-    if open_ports:
-        lines.append(f"        ct status dnat meta l4proto tcp ct original proto-dst {{ {', '.join(map(str, open_ports))} }} accept")
-    for port, sources in restricted:
-        if sources:
-            lines.append(f"        ct status dnat ip saddr {{ {', '.join(sources)} }} meta l4proto tcp ct original proto-dst {port} accept")
+    lines += _accepts(open_ports, restricted, match="meta l4proto tcp ct original proto-dst", prefix="ct status dnat ")
     lines += [
         "        ct status dnat drop",
         "    }",

@@ -45,6 +45,8 @@ HEALTH_POLL = 0.2
 RESOLVER_VALID = 1
 # nginx's cache clock ticks in whole seconds; a worker's event loop can lag a little more.
 DNS_MARGIN = 0.05
+# Requests of each deploy.warmup path before a new container joins (see warm_up).
+WARMUP_ROUNDS = 3
 DOCKER_DNS = "127.0.0.11"
 
 
@@ -101,6 +103,29 @@ def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings)
     return name
 
 
+def published_base(gw: Gateway, host: Host, name: str) -> str:
+    """``http://127.0.0.1:PORT`` of the container's app port on the host ("" before it is published)."""
+    port_line = gw.query(host, ("docker", "port", name, f"{gw.env.health.port}/tcp"), check=False).stdout
+    return f"http://{port_line.split()[0]}" if port_line.strip() else ""
+
+
+def warm_up(gw: Gateway, host: Host, name: str) -> None:
+    """Request ``deploy.warmup`` paths of the new container before it takes traffic.
+
+    NOTE: a fresh Node process renders its first pages several times slower (modules
+    loaded, code not yet optimised); without this the first visitors after a switch pay
+    for it. Best effort: the health check is the gate, an answer here is not checked.
+    """
+    paths = gw.env.deploy.warmup
+    if not paths or gw.dry_run:
+        return
+    base = published_base(gw, host, name)
+    if not base:
+        return
+    urls = [f"{base}{p}" for p in paths for _ in range(WARMUP_ROUNDS)]
+    gw.query(host, ("curl", "-s", "-o", "/dev/null", "-m", "10", *urls), check=False, timeout=10 * len(urls) + 10)
+
+
 def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
     """Poll the container's health path from the host until 200, or fail with its logs."""
     if gw.dry_run:
@@ -111,8 +136,8 @@ def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
     while True:
         if not url:
             # The published port appears once the container has started.
-            port_line = gw.query(host, ("docker", "port", name, f"{gw.env.health.port}/tcp"), check=False).stdout
-            url = f"http://{port_line.split()[0]}{gw.env.health.path}" if port_line.strip() else ""
+            base = published_base(gw, host, name)
+            url = f"{base}{gw.env.health.path}" if base else ""
         res = gw.query(host, ("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", url),
                        check=False) if url else None
         if res is not None and res.stdout.strip() == "200":
@@ -310,6 +335,7 @@ def prepare_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *,
     except OpsError:
         gw.run(host, docker.rm_argv(name, force=True), check=False)
         raise
+    warm_up(gw, host, name)
     assets.collect(gw, host, name, release.id)
     ensure_proxy(gw, host, app)
     return name

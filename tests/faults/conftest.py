@@ -142,8 +142,7 @@ def leave_the_fleet_as_found(sandbox_env):
     yield
     _heal(sandbox_env)
     status = h.lock_status()
-    if status.code != 0 or any(
-            "free" not in ln for ln in status.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in h.HOSTS):
+    if status.code != 0 or not all(h.row_free(row) for row in h.host_rows(status).values()):
         h.force_release_lock()
 
 

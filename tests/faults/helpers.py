@@ -200,13 +200,22 @@ def lock_status() -> Outcome:
     return run_inv("lock.status", "--host", "sandbox", timeout=120)
 
 
+def host_rows(out: Outcome) -> dict[str, str]:
+    """``inv lock.status`` table row of each host ("" when it has none)."""
+    return {name: next((ln for ln in out.stdout.splitlines() if ln.split()[:1] == [name]), "") for name in HOSTS}
+
+
+def row_free(row: str) -> bool:
+    """Every lock on the row (the environment lock, the backup lock) says free."""
+    return bool(row.split()[1:]) and all(word == "free" for word in row.split()[1:])
+
+
 def assert_lock_free() -> None:
-    """(b) the environment lock is free on every host."""
+    """(b) every lock (environment and backup) is free on every host."""
     out = lock_status()
     assert out.code == 0 and "Traceback" not in out.output, str(out)
-    for name in HOSTS:
-        row = [ln for ln in out.stdout.splitlines() if ln.split()[:1] == [name]]
-        assert row and "free" in row[0], f"lock not free on {name}:\n{out}"
+    for name, row in host_rows(out).items():
+        assert row_free(row), f"lock not free on {name}:\n{out}"
 
 
 def assert_lock_free_or_stale(timeout: float = 120) -> str:
@@ -215,9 +224,7 @@ def assert_lock_free_or_stale(timeout: float = 120) -> str:
     while True:
         out = lock_status()
         assert "Traceback" not in out.output, str(out)
-        rows = {name: next((ln for ln in out.stdout.splitlines() if ln.split()[:1] == [name]), "")
-                for name in HOSTS}
-        if all("free" in row for row in rows.values()):
+        if all(row_free(row) for row in host_rows(out).values()):
             return "free"
         if "stale" in out.output.lower():
             assert "inv lock.release --host sandbox" in out.output, str(out)

@@ -13,8 +13,8 @@ from ops.errors import OpsError
 from ops.layout import Layout
 from ops.remote import Gateway
 from ops.sandbox.fleet import container_name
+from tests.faults.helpers import assert_lock_free
 from tests.support import deployed
-from tests.support.fleet import inv
 
 deployed_app = deployed.deployed_app  # the shared fixture, under its name
 OLD = "20200101T000000Z-prunefault"
@@ -45,5 +45,5 @@ def test_a_host_whose_current_release_changed_since_the_plan_is_refused_and_keep
             on_web2("su", "deploy", "-c", f"printf '%s\\n' {current} > {current_file}")
     assert "web2: the current release changed since the plan" in str(err.value)
     assert on_web2("test", "-d", old_dir).returncode == 0
-    assert "free" in inv("lock.status", "--host", "sandbox").stdout
+    assert_lock_free()
     on_web2("rm", "-rf", old_dir)

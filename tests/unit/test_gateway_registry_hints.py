@@ -110,6 +110,7 @@ def test_accessory_boot_names_the_unreachable_registry(tmp_path, env):
     env_file = tmp_path / "app.env"
     env_file.write_text("POSTGRES_USER=athlete\nPOSTGRES_PASSWORD=Zx9-very-secret-password_42\nPOSTGRES_DB=a\n")
     env_file.chmod(0o600)
-    env = dataclasses.replace(env, env_file=env_file)
+    # NOTE: no pitr: this is about the registry, not the archive's secrets in the sandbox's ops env file.
+    env = dataclasses.replace(env, env_file=env_file, pitr=None)
     with pytest.raises(registry.RegistryUnreachable, match="unreachable from db1 through the SSH tunnel"):
         accessory.boot(UnreachableAccessoryGateway(env), "postgres")

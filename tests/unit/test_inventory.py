@@ -286,7 +286,19 @@ def test_unknown_key_inside_a_section_is_prefixed_with_the_section(inv):
     data = valid(deploy={"batch_sise": 2})
     assert only_problem(inv, "prod", data) == (
         "deploy.batch_sise: unknown key — remove it or use one of: asset_path, asset_url, batch_size, drain_seconds, "
-        "keep_releases, stop_timeout")
+        "keep_releases, stop_timeout, warmup")
+
+
+def test_warmup_paths_default_to_the_home_page_and_are_validated(inv):
+    def warmup_of(data: dict) -> tuple[str, ...]:
+        write(inv, "prod", data)
+        return load_environment("prod", inv).deploy.warmup
+
+    assert warmup_of(valid()) == ("/",)
+    assert warmup_of(valid(deploy={"warmup": ["/", "/login?next=%2F"]})) == ("/", "/login?next=%2F")
+    assert warmup_of(valid(deploy={"warmup": []})) == ()
+    assert only_problem(inv, "prod", valid(deploy={"warmup": ["/a b; rm -rf /"]})).startswith(
+        "deploy.warmup: ['/a b; rm -rf /'] is not a list of URL paths")
 
 
 @pytest.mark.parametrize("hosts", [None, {}, []], ids=["absent", "empty-mapping", "list"])

@@ -83,7 +83,10 @@ def test_an_unreadable_key_is_a_config_error_naming_it(tmp_path):
         setup.public_key_line(str(bad))
 
 
-def test_bootstrap_script_quotes_values_and_keeps_the_key_out_of_argv_positions(env):
+def test_bootstrap_script_quotes_values_and_keeps_the_key_out_of_argv_positions(env, tmp_path):
+    key = tmp_path / "id"
+    paramiko.RSAKey.generate(1024).write_private_key_file(str(key))
+    env = dataclasses.replace(env, ssh=dataclasses.replace(env.ssh, key=key))
     plan = setup.HostSetup(env.hosts["web1"], os="debian")
     text = setup.bootstrap_script(env, env, plan)
     assert "install -d -m 0750 -o deploy -g deploy /srv/athlete-platform" in text
