@@ -15,6 +15,7 @@ import pytest
 
 from ops.deploy.pipeline import DeployRequest, deploy
 from ops.deploy.release import current_release
+from ops.deploy.switch import local_site
 from ops.inventory import Environment
 from ops.remote import Gateway
 from ops.status import parse_probe, probe_argv
@@ -38,7 +39,7 @@ def serving_everywhere(env: Environment) -> str | None:
         seen = set()
         for host in env.with_roles("web"):
             release = current_release(gw, host)
-            res = gw.query(host, probe_argv(env), check=False)
+            res = gw.query(host, probe_argv(*local_site(gw, host, env.health.path)), check=False)
             probe = parse_probe(res.stdout)
             if release is None or probe.status != 200 or probe.version != release.version:
                 return None
