@@ -299,7 +299,7 @@ def retire_others(gw: Gateway, host: Host, keep_running: str, *, joined_at: floa
     """Drain, then stop every other web container (graceful), take it off the app network,
     keep the newest N stopped, remove the rest; static files of removed releases go too.
 
-    ``joined_at`` (``time.monotonic()`` when ``keep_running`` joined the service name, see
+    ``joined_at`` (``time.monotonic()`` when the site first served ``keep_running``, see
     ``cut_over``): the drain counts from there, not from now."""
     keep = gw.env.deploy.keep_releases
     kept_ids = []
@@ -343,12 +343,16 @@ def prepare_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *,
 
 def cut_over(gw: Gateway, host: Host, release: Release, name: str) -> float:
     """The prepared container joins the service name; the site serves it; it is current.
-    Returns when it joined (``time.monotonic()``), for ``retire_others``."""
+    Returns when the site first answered with it (``time.monotonic()``), for ``retire_others``.
+
+    NOTE: from then, not from the join: Docker's DNS can list a joined container a little
+    later under load, and a worker caching an answer from that gap still knows only the
+    old address; once nginx has answered with the new release, its address is listed."""
     join_service(gw, host, name)
-    joined_at = time.monotonic()
     wait_serving(gw, host, release)
+    served_at = time.monotonic()
     set_current(gw, host, release.id)
-    return joined_at
+    return served_at
 
 
 def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import tarfile
@@ -500,7 +501,7 @@ def test_cron_wrapper_then_list_verify_check_and_prune_dry_run_on_the_cli(base, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].endswith("backup.db --host sandbox: ok") and lines[-1][:4].isdigit()
-    backup_id = next(w.rstrip(":") for line in lines for w in line.split() if w.startswith("db-"))
+    backup_id = re.search(r"^backup (db-\S+): ", proc.stdout, re.M).group(1)  # the result line, not a progress line
     password = load_env_file(base.env_file)["POSTGRES_PASSWORD"]
     assert password not in proc.stdout + proc.stderr
 

@@ -154,7 +154,7 @@ def test_doctor_reports_all_three_hosts_healthy(sandbox_env):
     for report in reports:
         assert report.ok, report.to_dict()
         names = [c.name for c in report.checks]
-        assert names == ["host key", "ssh", "docker", "disk docker", "disk app", "clock"]
+        assert names == ["host key", "ssh", "docker", "disk docker", "disk app", "registry", "clock"]
 
 
 def test_masked_secret_never_appears_in_errors(sandbox_env, host):

@@ -94,6 +94,9 @@ def app(sandbox_env, tmp_path_factory):
     with db_conn(a.values) as conn:
         conn.execute('ALTER TABLE "User" ADD COLUMN IF NOT EXISTS "name" TEXT')
         conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = %s", (DROP_NAME,))
+    # ...and leave the fleet on the module's first release: the image with the destructive
+    # migration must not be what the next suite finds serving (it would be "pending" again).
+    deploy(a.env, DeployRequest(version=a.v1.release.version), a.lines.append)
 
 
 def test_the_plan_lists_the_pending_destructive_migration_and_says_the_old_release_breaks(app):
