@@ -501,7 +501,8 @@ def test_cron_wrapper_then_list_verify_check_and_prune_dry_run_on_the_cli(base, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].endswith("backup.db --host sandbox: ok") and lines[-1][:4].isdigit()
-    backup_id = re.search(r"^backup (db-\S+): ", proc.stdout, re.M).group(1)  # the result line, not a progress line
+    # The result line "... backup db-<id>: <size> ..." (lines carry a timestamp), not a progress line.
+    backup_id = re.search(r"\bbackup (db-[^\s:]+): ", proc.stdout).group(1)
     password = load_env_file(base.env_file)["POSTGRES_PASSWORD"]
     assert password not in proc.stdout + proc.stderr
 
