@@ -108,11 +108,10 @@ def allowed_ports(env: Environment, host: Host) -> tuple[list[int], list[tuple[i
     restricted: list[tuple[int, list[str]]] = []
     if "web" in host.roles:
         open_ports.append(env.proxy.port)
-        https = getattr(getattr(env.proxy, "tls", None), "https_port", None)
-        if isinstance(https, int):
-            open_ports.append(https)
+        if env.proxy.tls is not None:
+            open_ports.append(env.proxy.tls.https_port)
         open_ports += list(env.setup.open_ports)
-    web_sources = sorted({h.private_address for h in env.hosts.values() if "web" in h.roles and h.private_address})
+    web_sources = sorted({h.private_address for h in env.with_roles("web") if h.private_address})
     for acc in env.accessories.values():
         if acc.host == host.name and acc.port:
             restricted.append((acc.port, sorted({*web_sources, *env.setup.allow_from})))

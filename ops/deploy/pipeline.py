@@ -288,11 +288,11 @@ class Deployment:
         with in_step(self.progress, host.name, SWITCHING, release.version, then=SERVING, then_detail=release.version):
             return cut_over(self.gw, host, release, name)
 
-    def _retire_fn(self, group: list[Host], serving: dict[str, str], joined_at: dict[str, float]):
+    def _retire_fn(self, group: list[Host], serving: dict[str, str], served_at: dict[str, float]):
         """Drain and stop what ``group`` served before (their new containers are ``serving``,
-        in service since ``joined_at``)."""
+        in service since ``served_at``)."""
         return lambda: self.gw.map(lambda host: retire_others(self.gw, host, serving[host.name],
-                                                              joined_at=joined_at.get(host.name)), group)
+                                                              served_at=served_at.get(host.name)), group)
 
     def _roll_back_hosts(self, hosts: list[Host], failed: Release, previous: dict[str, Release | None],
                          app: AppSettings, timeout: float) -> str:

@@ -295,11 +295,11 @@ def web_containers(gw: Gateway, host: Host) -> list[tuple[str, str, str]]:
     return sorted(rows, key=lambda r: r[1], reverse=True)
 
 
-def retire_others(gw: Gateway, host: Host, keep_running: str, *, joined_at: float | None = None) -> None:
+def retire_others(gw: Gateway, host: Host, keep_running: str, *, served_at: float | None = None) -> None:
     """Drain, then stop every other web container (graceful), take it off the app network,
     keep the newest N stopped, remove the rest; static files of removed releases go too.
 
-    ``joined_at`` (``time.monotonic()`` when the site first served ``keep_running``, see
+    ``served_at`` (``time.monotonic()`` when the site first served ``keep_running``, see
     ``cut_over``): the drain counts from there, not from now."""
     keep = gw.env.deploy.keep_releases
     kept_ids = []
@@ -311,7 +311,7 @@ def retire_others(gw: Gateway, host: Host, keep_running: str, *, joined_at: floa
         # connect on. It should not be longer either (a long-polling client whose session
         # lives on the old container flaps while both answer).
         drain = max(gw.env.deploy.drain_seconds, RESOLVER_VALID + DNS_MARGIN)
-        start = time.monotonic() if joined_at is None else joined_at
+        start = time.monotonic() if served_at is None else served_at
         time.sleep(max(0.0, start + drain - time.monotonic()))
     kept = 0
     for name, rid, state in others:
@@ -358,5 +358,5 @@ def cut_over(gw: Gateway, host: Host, release: Release, name: str) -> float:
 def switch_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *, health_timeout: float) -> None:
     """Make ``release`` the one serving on ``host``; on failure the host keeps serving what it served."""
     name = prepare_host(gw, host, release, app, health_timeout=health_timeout)
-    joined_at = cut_over(gw, host, release, name)
-    retire_others(gw, host, name, joined_at=joined_at)
+    served_at = cut_over(gw, host, release, name)
+    retire_others(gw, host, name, served_at=served_at)
