@@ -20,7 +20,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-# Per-host step states, in the order a deploy goes through them.
+# Per-host step states, in the order a deploy goes through them (the image is built on
+# the operator's machine first: its line is BUILD_LINE, not a host).
+BUILDING = "building"
+BUILT = "built"
 PULLING = "pulling"
 MIGRATING = "migrating"
 STARTING = "starting"
@@ -36,7 +39,7 @@ EXCLUDED = "excluded"
 OK, WARNING, FAILURE, RUNNING = "ok", "warning", "failed", "running"
 
 # How a state reads at a glance: done and fine, done but not as asked, broken, under way.
-LEVELS = {SERVING: OK, READY: OK, ROLLED_BACK: WARNING, EXCLUDED: WARNING, FAILED: FAILURE}
+LEVELS = {BUILT: OK, SERVING: OK, READY: OK, ROLLED_BACK: WARNING, EXCLUDED: WARNING, FAILED: FAILURE}
 
 
 def level_of(state: str) -> str:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from ops import local, local_pty, registry
 from ops.commands import docker, shell
+from ops.deploy.build_steps import BuildSteps
 from ops.deploy.release import VERSION_RE
 from ops.errors import ConfigError, HostUnreachable, LocalToolError, OpsError, RemoteCommandFailed
 from ops.inventory import Environment, Host
 from ops.opsenv import operator_value
-from ops.progress import NO_PROGRESS, PULLING, Progress
+from ops.progress import BUILDING, BUILT, FAILED, NO_PROGRESS, PULLING, Progress
 from ops.remote import Gateway
 
 # The operator's CA bundle (build.ca_bundle) goes into the build context under this
@@ -113,10 +114,34 @@ def ca_bundle_in_context(bundle: Path | None, context: Path) -> Iterator[Path | 
         target.unlink(missing_ok=True)
 
 
-def build(env: Environment, source: Source, tag: str) -> None:
-    """``docker build`` of the release image, with the CA bundle in the context when set."""
+# The line the image build's steps show on (it runs on the operator's machine, not a host).
+BUILD_LINE = "image"
+
+
+def build(env: Environment, source: Source, tag: str, progress: Progress = NO_PROGRESS) -> None:
+    """``docker build`` of the release image, with the CA bundle in the context when set.
+
+    With a progress sink the step docker is on shows as it goes ("step 7/12: RUN npm run build").
+    """
     with ca_bundle_in_context(env.build.ca_bundle, source.path):
-        local.run(build_argv(env, source, tag), timeout=1800)
+        if progress is NO_PROGRESS:
+            local.run(build_argv(env, source, tag), timeout=1800)
+            return
+        steps = BuildSteps()
+        progress.step(BUILD_LINE, BUILDING, tag)
+
+        def feed(data: bytes) -> None:
+            if steps.feed(data):
+                progress.step(BUILD_LINE, BUILDING, steps.current or tag)
+
+        try:
+            local_pty.run(build_argv(env, source, tag), feed, timeout=1800)
+        except BaseException as exc:
+            said = steps.last_lines(1)
+            progress.step(BUILD_LINE, FAILED, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                          else (said[0][:100] if said else "docker build failed"))
+            raise
+        progress.step(BUILD_LINE, BUILT, f"{tag} ({steps.steps_seen} steps)")
 
 
 def build_and_push(env: Environment, source: Source, tag: str, say, masker,
@@ -126,7 +151,7 @@ def build_and_push(env: Environment, source: Source, tag: str, say, masker,
     say(f"building {ref} from {source.path} ({source.sha[:12]})"
         + (f" with the CA bundle {env.build.ca_bundle}" if env.build.ca_bundle else ""))
     login_local(env, masker)
-    build(env, source, tag)
+    build(env, source, tag, progress)
     say(f"pushing {ref}")
     push(ref, progress)
     return local_digest(ref)

@@ -68,8 +68,8 @@ def run_in_terminal(*args: str, timeout: float = 600) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def ballast_version(sandbox_env, tmp_path_factory) -> str:
-    """A pushed release of the sample app with a 64 MiB layer no host has."""
+def ballast_build(sandbox_env, tmp_path_factory) -> tuple[str, list[str]]:
+    """A pushed release of the sample app with a 64 MiB layer no host has, and the lines its build reported."""
     inv("accessory.boot", "--host", "sandbox", "postgres", check=True)
     repo = make_app_repo(tmp_path_factory.mktemp("progress") / "app")
     (repo / "ballast.bin").write_bytes(os.urandom(BALLAST_MIB * 2**20))
@@ -78,8 +78,25 @@ def ballast_version(sandbox_env, tmp_path_factory) -> str:
     env = dataclasses.replace(sandbox_env, build=dataclasses.replace(sandbox_env.build, source=repo))
     source = images.git_source(repo)
     tag = images.version_for(source, allow_dirty=False)
-    images.build_and_push(env, source, tag, lambda _: None, Masker())
-    return tag
+    lines: list[str] = []
+    images.build_and_push(env, source, tag, lambda _: None, Masker(), PlainProgress(lines.append))
+    return tag, lines
+
+
+@pytest.fixture(scope="module")
+def ballast_version(ballast_build) -> str:
+    return ballast_build[0]
+
+
+def test_the_image_build_reports_each_step_as_it_starts_then_what_it_built(ballast_build):
+    tag, lines = ballast_build
+    steps = [tuple(map(int, m.groups())) for ln in lines if (m := re.match(r"image: building step (\d+)/(\d+): \S", ln))]
+    assert steps, lines
+    total = steps[0][1]
+    assert [n for n, _ in steps] == list(range(1, total + 1)) and {t for _, t in steps} == {total}, lines
+    assert f"image: built {tag} ({total} steps)" in lines, lines
+    assert lines.index(f"image: built {tag} ({total} steps)") < next(
+        i for i, ln in enumerate(lines) if ln.startswith("push ")), lines  # built, then pushed
 
 
 def pull_counts(screen: str, host: str) -> list[tuple[float, float]]:
