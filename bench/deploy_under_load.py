@@ -225,7 +225,7 @@ STEPS = [  # (owner, attribute, step name), in pipeline order
     (ops_switch, "wait_healthy", "switch: wait healthy"),
     (ops_switch, "ensure_proxy", "switch: nginx config (reload only if changed)"),
     (ops_switch, "join_service", "switch: join the service alias"),
-    (ops_switch, "wait_serving", "switch: wait serving via nginx + DNS cache expiry"),
+    (ops_switch, "wait_serving", "switch: wait serving via nginx"),
     (ops_switch, "set_current", "switch: set current"),
     (ops_switch, "retire_others", "switch: stop old (graceful) + leave network + prune"),
     (pipeline, "append_history", "history append"),

@@ -81,9 +81,9 @@ class Health:
 class DeploySettings:
     batch_size: int = 1
     keep_releases: int = 3
-    # Seconds the old container keeps answering after the new one serves, before SIGTERM
-    # (in-flight requests and long polls end; every nginx worker has learned the new address).
-    drain_seconds: float = 1.1
+    # Seconds the old container keeps answering after the site first serves the new one,
+    # before SIGTERM (nginx retries a refused request on the new one: no DNS wait needed).
+    drain_seconds: float = 0.2
     # Seconds between SIGTERM and SIGKILL: the app's graceful shutdown must fit in it.
     stop_timeout: int = 30
     # Static files of each release served by nginx across switches (asset bridging); "" = off.
@@ -596,7 +596,7 @@ class _Validator:
                                 what="a URL path prefix, e.g. /_next/static")
         return DeploySettings(batch_size=self.number(sec, "batch_size", "deploy.batch_size", 1, lo=1, hi=1000),
                               keep_releases=self.number(sec, "keep_releases", "deploy.keep_releases", 3, lo=1, hi=100),
-                              drain_seconds=self.number(sec, "drain_seconds", "deploy.drain_seconds", 1.1, lo=1.05,
+                              drain_seconds=self.number(sec, "drain_seconds", "deploy.drain_seconds", 0.2, lo=0,
                                                         hi=600, integer=False),
                               stop_timeout=self.number(sec, "stop_timeout", "deploy.stop_timeout", 30, lo=1, hi=3600),
                               asset_path=asset_path or "", asset_url=asset_url, warmup=self.warmup(sec))

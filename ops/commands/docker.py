@@ -157,6 +157,7 @@ def run_argv(
     health_start_period: str = "0s",
     log_driver: str | None = "json-file",
     log_opts: Mapping[str, str] | None = DEFAULT_LOG_OPTS,
+    cpu_shares: int | None = None,
 ) -> Argv:
     """``docker run`` for a service or one-off container.
 
@@ -225,6 +226,8 @@ def run_argv(
         argv += ["--stop-signal", stop_signal]
     if stop_timeout is not None:
         argv += ["--stop-timeout", str(_check_nonneg_int(stop_timeout, "stop timeout"))]
+    if cpu_shares is not None:
+        argv += ["--cpu-shares", str(_check_cpu_shares(cpu_shares))]
     if health_cmd is not None:
         argv += ["--health-cmd", health_cmd,
                  "--health-interval", _check_duration(health_interval, "health interval"),
@@ -238,6 +241,21 @@ def run_argv(
     argv.append(check_image(image))
     argv += [str(part) for part in command]
     return tuple(argv)
+
+
+# docker's default CPU weight of a container (cgroup v1 cpu.shares; v2 cpu.weight is derived).
+DEFAULT_CPU_SHARES = 1024
+
+
+def _check_cpu_shares(shares: int) -> int:
+    if not isinstance(shares, int) or isinstance(shares, bool) or not 2 <= shares <= 262144:
+        raise ConfigError(f"invalid CPU shares {shares!r}", hint="a whole number from 2 to 262144 (default 1024)")
+    return shares
+
+
+def cpu_shares_argv(name: str, shares: int) -> Argv:
+    """Change a container's CPU weight (relative to its siblings) while it runs or before it starts."""
+    return ("docker", "update", "--cpu-shares", str(_check_cpu_shares(shares)), check_name(name))
 
 
 def start_argv(name: str) -> Argv:

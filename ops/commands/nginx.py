@@ -147,6 +147,7 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
             f"    set $app_upstream {upstream};",
         ]
         target = "http://$app_upstream"
+    retry = None if resolver is None else (resolver, resolver_valid)
     lines = [
         f"# Rendered by ops (ops/commands/nginx.py) for release {release or '(none)'}: edits here are overwritten.",
         "",
@@ -157,6 +158,7 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "    ''      '';",
         "}",
         "",
+        *(_retry_map() if retry else []),
         *upstream_block,
         *(_redirect_server(listen_port, server_name, https_port) if tls else []),
         "server {",
@@ -191,18 +193,10 @@ def render_site_conf(*, upstream: str, listen_port: int, max_body_bytes: int, se
         "    proxy_next_upstream_tries 3;",
         "    proxy_next_upstream_timeout 10s;",
         "",
-        "    location /socket.io/ {",
-        f"        proxy_pass {target};",
-        f"        proxy_read_timeout {SOCKET_IO_TIMEOUT};",
-        f"        proxy_send_timeout {SOCKET_IO_TIMEOUT};",
-        "        proxy_buffering off;",
-        "    }",
-        "",
-        *_asset_locations(assets, target, headers),
+        *_proxied("/socket.io/", target, _SOCKET_IO_SETTINGS, retry, "socketio"),
+        *_asset_locations(assets, target, headers, retry),
         *(_challenge_location() if challenge and not tls else []),
-        "    location / {",
-        f"        proxy_pass {target};",
-        "    }",
+        *_proxied("/", target, (), retry, "app"),
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -256,7 +250,62 @@ def _tls_settings() -> list[str]:
 ASSET_PREFIX_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
 
-def _asset_locations(assets: tuple[str, str] | None, target: str, headers: list[str]) -> list[str]:
+_SOCKET_IO_SETTINGS = (f"proxy_read_timeout {SOCKET_IO_TIMEOUT};", f"proxy_send_timeout {SOCKET_IO_TIMEOUT};",
+                       "proxy_buffering off;")
+# Retried with a fresh DNS lookup (see _retry_map): a request no attempt reached (every
+# connect refused or timed out, or the name had no address), or an idempotent one whose
+# connection was refused or cut; never a timed-out read (504 after connecting) or a
+# POST the app may have processed.
+RETRY_UNLESS = "$ops_no_retry"
+
+
+def _retry_map() -> list[str]:
+    return [
+        "# When the app's peers all fail, a request may be retried once with a fresh lookup of",
+        "# its name (the @*_retry locations have DNS caches of their own): a worker's cache can",
+        "# still list only the container a switch has just stopped. Empty = retry.",
+        f'map "$upstream_connect_time|$request_method|$upstream_status" {RETRY_UNLESS} {{',
+        "    default 1;",
+        '    "~^[-, :]*\\|" "";',
+        '    "~^[^|]*\\|(GET|HEAD|OPTIONS)\\|(?!.*504)" "";',
+        "}",
+        "",
+    ]
+
+
+def _proxy_location(opening: str, target: str, settings: tuple[str, ...], retry_to: str | None) -> list[str]:
+    """``location OPENING`` proxying to ``target``; its 502/504 go once to ``@retry_to`` when set."""
+    return [f"    location {opening} {{", f"        proxy_pass {target};", *[f"        {ln}" for ln in settings],
+            *([f"        error_page 502 504 = @{retry_to};"] if retry_to else []), "    }", ""]
+
+
+def _retry_location(name: str, target: str, settings: tuple[str, ...], retry: tuple[str, int]) -> list[str]:
+    """The named location a proxy location's failures are retried in, with a DNS cache of its own."""
+    resolver, valid = retry
+    return [
+        f"    location @{name} {{",
+        "        # NOTE: a resolver of its own is a DNS cache of its own: the name is looked up afresh.",
+        f"        resolver {resolver} valid={valid}s ipv6=off;",
+        f"        if ({RETRY_UNLESS}) {{",
+        "            return 502;",
+        "        }",
+        f"        proxy_pass {target};",
+        *[f"        {ln}" for ln in settings],
+        "    }",
+        "",
+    ]
+
+
+def _proxied(path: str, target: str, settings: tuple[str, ...], retry: tuple[str, int] | None, label: str) -> list[str]:
+    """``location path`` and, in dynamic mode, its retry twin ``@<label>_retry``."""
+    if retry is None:
+        return _proxy_location(path, target, settings, None)
+    return [*_proxy_location(path, target, settings, f"{label}_retry"),
+            *_retry_location(f"{label}_retry", target, settings, retry)]
+
+
+def _asset_locations(assets: tuple[str, str] | None, target: str, headers: list[str],
+                     retry: tuple[str, int] | None = None) -> list[str]:
     if assets is None:
         return []
     prefix, root = assets
@@ -275,10 +324,8 @@ def _asset_locations(assets: tuple[str, str] | None, target: str, headers: list[
         '        add_header Cache-Control "public, max-age=31536000, immutable" always;',
         "    }",
         "",
-        "    location @app {",
-        f"        proxy_pass {target};",
-        "    }",
-        "",
+        # Its failures are retried like a page's (@app_retry, next to location /).
+        *_proxy_location("@app", target, (), "app_retry" if retry else None),
     ]
 
 

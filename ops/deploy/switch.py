@@ -12,12 +12,14 @@ name only while it serves:
    every retained release, so no page of either release misses a chunk;
 4. connect it to the app network under ``<app>-web``: nginx now spreads requests
    over old and new; wait until the site answers with the new version;
-5. drain: ``deploy.drain_seconds`` after the join (at least nginx's DNS cache time, so
-   every worker knows the new address), stop the old container (SIGTERM: the app closes its
-   listener, ends its realtime connections cleanly, finishes in-flight requests;
-   nginx retries a refused connect on the new one; SIGKILL after
+5. drain: ``deploy.drain_seconds`` after the site first answered with the new release,
+   stop the old container (SIGTERM: the app closes its listener, ends its realtime
+   connections cleanly, finishes in-flight requests; SIGKILL after
    ``deploy.stop_timeout``), then take it off the app network so that starting it
-   again (rollback) puts it behind the health check first.
+   again (rollback) puts it behind the health check first. A refused connect is retried
+   on the new container: by nginx itself when the worker's DNS cache lists both, else
+   once more with a fresh lookup (the ``@*_retry`` locations of the site config), so the
+   old container may stop at once, whatever nginx's DNS cache still holds.
 
 nginx is never reloaded for a switch, so client keep-alive connections survive it.
 Old containers stay stopped, the newest ``keep_releases`` of them, for rollback.
@@ -41,13 +43,17 @@ from ops.remote import Gateway
 from ops.tls import hostfiles
 
 HEALTH_POLL = 0.2
-# nginx caches the DNS answer for <app>-web this long (resolver valid=...).
+# nginx caches the DNS answer for <app>-web this long (resolver valid=...; its clock ticks
+# in whole seconds, so an answer can be used for up to twice this).
 RESOLVER_VALID = 1
-# nginx's cache clock ticks in whole seconds; a worker's event loop can lag a little more.
-DNS_MARGIN = 0.05
 # Requests of each deploy.warmup path before a new container joins (see warm_up).
-WARMUP_ROUNDS = 3
+WARMUP_ROUNDS = 12
+WARMUP_PARALLEL = 4
 DOCKER_DNS = "127.0.0.11"
+# CPU weight of a container from its start until it takes traffic (docker's default is
+# 1024): booting a Node/Next.js server and its warm-up are CPU-heavy, and on the host's
+# shared cores they would slow the pages the serving container answers meanwhile.
+STARTING_CPU_SHARES = 128
 
 
 class HealthCheckFailed(HostError):
@@ -89,6 +95,7 @@ def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings)
     if state == "running":
         return name
     if state is not None:
+        gw.run(host, docker.cpu_shares_argv(name, STARTING_CPU_SHARES))
         gw.run(host, docker.start_argv(name))
         return name
     gw.run(host, docker.run_argv(
@@ -99,7 +106,7 @@ def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings)
         publish=[("127.0.0.1", 0, gw.env.health.port)],
         volumes=[(f"{gw.env.app}-uploads", app.upload_dir, "")],
         labels={"ops.app": gw.env.app, "ops.role": "web", "ops.release": release.id,
-                "ops.version": release.version}))
+                "ops.version": release.version}, cpu_shares=STARTING_CPU_SHARES))
     return name
 
 
@@ -122,8 +129,11 @@ def warm_up(gw: Gateway, host: Host, name: str) -> None:
     base = published_base(gw, host, name)
     if not base:
         return
-    urls = [f"{base}{p}" for p in paths for _ in range(WARMUP_ROUNDS)]
-    gw.query(host, ("curl", "-s", "-o", "/dev/null", "-m", "10", *urls), check=False, timeout=10 * len(urls) + 10)
+    # Some at once, as visitors come: a page rendered for several requests at a time is
+    # what the first seconds after the join ask of it (curl >= 7.66 for --parallel).
+    fetches = [arg for p in paths for _ in range(WARMUP_ROUNDS) for arg in ("-o", "/dev/null", f"{base}{p}")]
+    gw.query(host, ("curl", "-s", "--parallel", "--parallel-max", str(WARMUP_PARALLEL), "-m", "10", *fetches),
+             check=False, timeout=10 * len(fetches) // 3 + 10)
 
 
 def wait_healthy(gw: Gateway, host: Host, name: str, timeout: float) -> None:
@@ -250,22 +260,33 @@ def local_site(gw: Gateway, host: Host, path: str) -> tuple[str, tuple[str, ...]
     return f"http://127.0.0.1:{gw.env.proxy.port}{path}", ()
 
 
+# Polls the site from the host itself until it answers 200 with the version; exit 1 with the
+# last status line after the deadline. NOTE: on the host, not through SSH round trips: the
+# drain counts from the first answer of the new release, and nginx spreads requests over
+# old and new, so a slow poll would see it late (and the old one would answer that longer).
+_SERVING_LOOP = """end=$(( $(date +%s) + {seconds} ))
+while :; do
+  out=$(curl -sS {flags} -D - -o /dev/null -m 3 {url} 2>&1 | tr -d '\\r')
+  if printf '%s\\n' "$out" | head -n 1 | grep -q ' 200' && printf '%s\\n' "$out" | grep -qixF {header}; then
+    exit 0
+  fi
+  if [ "$(date +%s)" -ge "$end" ]; then printf '%s\\n' "$out" | head -n 1; exit 1; fi
+  sleep 0.02
+done"""
+
+
 def wait_serving(gw: Gateway, host: Host, release: Release, timeout: float = 15.0) -> None:
     """The site (through nginx) answers 200 with the new release."""
     if gw.dry_run:
         return
     url, insecure = local_site(gw, host, gw.env.health.path)
-    deadline = time.monotonic() + timeout
-    while True:
-        res = gw.query(host, ("curl", "-sS", *insecure, "-D", "-", "-o", "/dev/null", "-m", "3", url), check=False)
-        headers = res.stdout.lower()
-        if " 200" in headers.split("\r\n", 1)[0] and f"x-app-version: {release.version}".lower() in headers:
-            break
-        if time.monotonic() >= deadline:
-            status = res.stdout.split("\r\n", 1)[0] or res.stderr.strip()
-            raise HostError(f"site does not serve {release.version} through nginx after the switch ({status})",
-                            host=host.name)
-        time.sleep(HEALTH_POLL)
+    seconds = max(1, int(timeout + 0.5))
+    res = gw.query(host, shell(_SERVING_LOOP.replace("{flags}", " ".join(insecure)), seconds=seconds, url=url,
+                               header=f"x-app-version: {release.version}"), check=False, timeout=seconds + 30)
+    if not res.ok:
+        status = res.stdout.strip() or res.stderr.strip() or f"exit {res.exit_code}"
+        raise HostError(f"site does not serve {release.version} through nginx after the switch ({status})",
+                        host=host.name)
 
 
 def await_dns_caches(gw: Gateway) -> None:
@@ -306,13 +327,11 @@ def retire_others(gw: Gateway, host: Host, keep_running: str, *, served_at: floa
     others = [row for row in web_containers(gw, host) if row[0] != keep_running]
     if any(state == "running" for _, _, state in others) and not gw.dry_run:
         # NOTE: both versions answer from the join until the SIGTERM: the mixed-version
-        # window. It cannot be shorter than nginx's DNS cache (RESOLVER_VALID): a worker
-        # that still knows only the old address would find nothing to retry a refused
-        # connect on. It should not be longer either (a long-polling client whose session
-        # lives on the old container flaps while both answer).
-        drain = max(gw.env.deploy.drain_seconds, RESOLVER_VALID + DNS_MARGIN)
+        # window, kept short (a long-polling client whose session lives on the old
+        # container flaps while both answer). No DNS cache time is needed here: a worker
+        # that still knows only the old address retries with a fresh lookup (@app_retry).
         start = time.monotonic() if served_at is None else served_at
-        time.sleep(max(0.0, start + drain - time.monotonic()))
+        time.sleep(max(0.0, start + gw.env.deploy.drain_seconds - time.monotonic()))
     kept = 0
     for name, rid, state in others:
         take_out_of_service(gw, host, name, running=state == "running")
@@ -336,6 +355,8 @@ def prepare_host(gw: Gateway, host: Host, release: Release, app: AppSettings, *,
         gw.run(host, docker.rm_argv(name, force=True), check=False)
         raise
     warm_up(gw, host, name)
+    # Full weight before it serves: from the join on it answers like the old one did.
+    gw.run(host, docker.cpu_shares_argv(name, docker.DEFAULT_CPU_SHARES))
     assets.collect(gw, host, name, release.id)
     ensure_proxy(gw, host, app)
     return name

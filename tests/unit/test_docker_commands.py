@@ -185,3 +185,14 @@ def test_looks_secret():
     assert d.looks_secret("POSTGRES_PASSWORD") and d.looks_secret("DATABASE_URL") and d.looks_secret("NEXTAUTH_SECRET")
     assert not d.looks_secret("POSTGRES_USER") and not d.looks_secret("POSTGRES_DB")
     assert not d.looks_secret("NODE_ENV") and not d.looks_secret("MAX_FILE_SIZE")
+
+
+def test_a_starting_container_can_run_at_a_lower_cpu_weight_and_be_raised_later():
+    argv = d.run_argv("athlete-platform-web-r1", "localhost:5000/app:v1", cpu_shares=128)
+    assert argv[argv.index("--cpu-shares") + 1] == "128"
+    assert "--cpu-shares" not in d.run_argv("athlete-platform-web-r1", "localhost:5000/app:v1")
+    assert d.cpu_shares_argv("athlete-platform-web-r1", d.DEFAULT_CPU_SHARES) == (
+        "docker", "update", "--cpu-shares", "1024", "athlete-platform-web-r1")
+    for bad in (1, 0, -5, 300000, True, "128"):
+        with pytest.raises(ConfigError, match="CPU shares"):
+            d.cpu_shares_argv("athlete-platform-web-r1", bad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ops.commands.nginx import (
@@ -201,8 +203,71 @@ def test_with_a_resolver_the_app_is_looked_up_per_request_and_no_upstream_block_
     text = lines(dynamic_conf())
     assert "resolver 127.0.0.11 valid=1s ipv6=off;" in text
     assert "set $app_upstream athlete-platform-web:3000;" in text
-    assert text.count("proxy_pass http://$app_upstream;") == 2
+    # socket.io and / each, and each one's retry twin
+    assert text.count("proxy_pass http://$app_upstream;") == 4
     assert not any(line.startswith("upstream ") for line in text)
+
+
+def location_block(text: str, opening: str) -> list[str]:
+    """The lines of ``location OPENING { ... }`` (one level: our locations nest nothing but if)."""
+    rows = lines(text)
+    start = rows.index(f"location {opening} {{")
+    depth, block = 0, []
+    for row in rows[start:]:
+        depth += row.count("{") - row.count("}")
+        block.append(row)
+        if depth == 0:
+            return block
+    raise AssertionError(f"unclosed location {opening}")
+
+
+def test_in_dynamic_mode_every_proxied_location_retries_its_failures_once_with_a_fresh_lookup():
+    text = dynamic_conf(assets=("/_next/static", "/srv/athlete-platform/assets"))
+    assert "error_page 502 504 = @socketio_retry;" in location_block(text, "/socket.io/")
+    assert "error_page 502 504 = @app_retry;" in location_block(text, "/")
+    assert "error_page 502 504 = @app_retry;" in location_block(text, "@app")  # the asset fallback
+    for name, settings in (("@app_retry", []), ("@socketio_retry", ["proxy_read_timeout 1h;", "proxy_buffering off;"])):
+        block = location_block(text, name)
+        # its own resolver = its own DNS cache: not the server's, which may list only a stopped container
+        assert "resolver 127.0.0.11 valid=1s ipv6=off;" in block
+        assert block[block.index("if ($ops_no_retry) {") + 1] == "return 502;"
+        assert "proxy_pass http://$app_upstream;" in block and all(s in block for s in settings)
+        assert not any(row.startswith(("add_header", "error_page")) for row in block)  # headers inherited, no loop
+    assert text.count("location @app_retry {") == 1
+
+
+def test_static_mode_has_no_retry_locations():
+    assert "_retry" not in conf() and "$ops_no_retry" not in conf()
+
+
+def retry_allowed(connect_times: str, method: str, statuses: str) -> bool:
+    """What nginx's map in the dynamic config decides (PCRE: Python's re agrees on these patterns)."""
+    text = lines(dynamic_conf())
+    start = text.index('map "$upstream_connect_time|$request_method|$upstream_status" $ops_no_retry {')
+    patterns = []
+    for row in text[start + 1:]:
+        if row == "}":
+            break
+        m = re.fullmatch(r'"~(.*)" "";', row)
+        if m:
+            patterns.append(m.group(1))  # nginx keeps a backslash before | inside quotes: PCRE's literal |
+    assert len(patterns) == 2, text[start:start + 6]
+    key = f"{connect_times}|{method}|{statuses}"
+    return any(re.search(p, key) for p in patterns)
+
+
+@pytest.mark.parametrize("connect, method, status, allowed", [
+    ("-", "GET", "502", True),                 # connect refused on the only peer it knew
+    ("-, -", "POST", "502, 504", True),        # nothing reached any peer: safe even for a POST
+    ("", "POST", "", True),                    # the name had no address at all
+    ("0.001", "GET", "502", True),             # connected, then cut before an answer: GET is idempotent
+    ("0.001", "POST", "502", False),           # the app may have processed it: never twice
+    ("-, 0.000", "PUT", "502, 502", False),
+    ("0.002", "GET", "504", False),            # a read timeout: the app is slow, not gone
+    ("-, 0.001", "HEAD", "502, 504", False),
+])
+def test_the_retry_rule_never_sends_a_request_the_app_may_have_processed_twice(connect, method, status, allowed):
+    assert retry_allowed(connect, method, status) is allowed
 
 
 def test_dynamic_config_does_not_change_from_one_release_to_the_next():
