@@ -116,10 +116,8 @@ def test_reboot_keeps_the_data(booted, sandbox_env, gw, env_values):
         conn.execute("create table if not exists ops_reboot_test (marker text primary key)")
         conn.execute("insert into ops_reboot_test values (%s)", (marker,))
     before = container_state(gw, sandbox_env)
-    t0 = time.monotonic()
     proc = inv("accessory.reboot", *HOST, "postgres", check=True)
     assert "recreated athlete-platform-postgres" in proc.stdout
-    assert time.monotonic() - t0 < 150
     after = container_state(gw, sandbox_env)
     assert after.state == "running" and after.started_at != before.started_at
     with connect(env_values) as conn:
@@ -299,7 +297,6 @@ def test_proxy_container_stops_gracefully_on_sigquit(gw, proxy_pair):
     wait_answering(gw, web1, url + "/")
     info = json.loads(gw.query(web1, docker.inspect_argv(px)).stdout)[0]
     assert info["Config"]["StopSignal"] == "SIGQUIT"
-    t0 = time.monotonic()
     gw.run(web1, docker.stop_argv(px, 20))
-    assert time.monotonic() - t0 < 10, "nginx exits on SIGQUIT without waiting for the kill"
+    # 0, not 137: nginx exited on SIGQUIT itself, docker never had to kill it
     assert json.loads(gw.query(web1, docker.inspect_argv(px)).stdout)[0]["State"]["ExitCode"] == 0
