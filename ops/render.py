@@ -281,7 +281,9 @@ class LiveProgress(_Sink):
         super().ended(move, ok)
         task = self.tasks[id(move)]
         if ok:
-            self.bars.update(task, total=move.total or move.done, completed=move.done)
+            # What moved is the size now: a total that was an estimate (a backup's database
+            # size on disk) would leave a finished bar part-way.
+            self.bars.update(task, total=move.done, completed=move.done)
         else:
             self.bars.update(task, description=Text(f"{self.marks.symbol(FAILURE)} {move.name} FAILED".strip(),
                                                     style=_STYLES[FAILURE] if self.marks.enabled else ""))

@@ -132,6 +132,20 @@ def test_on_a_terminal_the_lines_are_redrawn_in_place_with_bytes_colour_and_symb
     assert "failed in" in plain.splitlines()[-1]
 
 
+def test_a_finished_transfer_whose_total_was_an_estimate_ends_as_a_full_bar_of_what_moved():
+    terminal = FakeTerminal()
+    sink = make_progress(stream=terminal, environ=TERMINAL, stdout=io.StringIO())
+    sink.start()
+    t = sink.transfer("pg_dump -> s3 db.dump", total=8 * 2**20)  # the database's size on disk
+    t.update(3 * 2**20, 8 * 2**20)
+    sink.live.refresh()
+    t.update(5 * 2**20, 8 * 2**20)  # the dump came out smaller
+    t.finish()
+    sink.stop()
+    last_frame = re.sub(r" +", " ", SGR.sub("", terminal.getvalue())).split("pg_dump -> s3")[-1]
+    assert "5.0/5.0 MiB" in last_frame and "8.0 MiB" not in last_frame, last_frame
+
+
 def test_no_color_keeps_the_redraws_but_drops_colours_and_symbols():
     out = live_run({**TERMINAL, "NO_COLOR": "1"})
     assert not SGR.search(out)
