@@ -235,7 +235,8 @@ class _RateColumn(ProgressColumn):
     """Bytes per second in the units of every other size here (KiB, MiB: ``human_bytes``)."""
 
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
+        # A finished task keeps no recent samples: then the average over its whole time.
+        speed = task.finished_speed or task.speed or (task.completed / task.elapsed if task.elapsed else None)
         return Text(f"{human_bytes(speed)}/s" if speed else "?/s", style="progress.data.speed")
 
 

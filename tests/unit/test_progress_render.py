@@ -144,6 +144,7 @@ def test_a_finished_transfer_whose_total_was_an_estimate_ends_as_a_full_bar_of_w
     sink.stop()
     last_frame = re.sub(r" +", " ", SGR.sub("", terminal.getvalue())).split("pg_dump -> s3")[-1]
     assert "5.0/5.0 MiB" in last_frame and "8.0 MiB" not in last_frame, last_frame
+    assert "?/s" not in last_frame and re.search(r"[\d.]+ [KMG]iB/s", last_frame), last_frame
 
 
 def test_no_color_keeps_the_redraws_but_drops_colours_and_symbols():
