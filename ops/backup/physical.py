@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ops import accessory
+from ops.backup.pgbackrest_progress import BackupBytes
 from ops.commands import pgbackrest as pgbr
-from ops.errors import ConfigError, HostError, OpsError
+from ops.errors import ConfigError, HostError, OpsError, RemoteCommandFailed
 from ops.inventory import Environment
 from ops.operation import Operation
 from ops.postgres import PgTarget, psql_argv
+from ops.progress import NO_PROGRESS, Progress
 from ops.remote import Gateway
 
 Say = Callable[[str], None]
@@ -274,9 +276,30 @@ def plan_backup(env: Environment, requested: str | None) -> list[str]:
             f"pgbackrest expire per repository: keep {env.pitr.retention_full} full backup(s) and the WAL they need"]
 
 
+def _backup_reporting(gw: Gateway, host, name: str, kind: str, repo: int, progress: Progress) -> str | None:
+    """The backup with pgBackRest's per-file lines counted into a transfer; None, or why it failed."""
+    counts = BackupBytes()
+    argv = pgbr.backup_argv(name, kind, repo=repo, console="detail")
+    with progress.transfer(f"pgbackrest {kind} -> repo{repo}", host=host.name) as transfer:
+        stream = gw.stream(host, argv, idle_timeout=gw.env.ssh.command_timeout)
+        try:
+            with stream:
+                while chunk := stream.read(65536):
+                    if counts.feed(chunk):
+                        transfer.update(counts.done, counts.total)
+        except RemoteCommandFailed as exc:
+            transfer.finish(ok=False)
+            said = [gw.mask(line) for line in counts.last_lines()]
+            lines = [line.strip() for line in (exc.stderr or "").splitlines() if line.strip()] or said
+            return " | ".join(lines[-3:])[-400:] or f"exit {exc.exit_code}"
+    return None
+
+
 def take_backup(gw: Gateway, env: Environment, *, requested: str | None = None, say: Say = _quiet,
-                lock_wait: float = 0.0, lock: bool = True, now: datetime | None = None) -> BackupResult:
-    """One pgBackRest backup per repository, then expire; under the environment lock."""
+                lock_wait: float = 0.0, lock: bool = True, now: datetime | None = None,
+                progress: Progress = NO_PROGRESS) -> BackupResult:
+    """One pgBackRest backup per repository, then expire; under the environment lock. With a
+    progress sink each repository's backup is a transfer counted from pgBackRest's own lines."""
     require_pitr(env)
     host, name = db_host(env), container(env)
     t0 = time.monotonic()
@@ -287,10 +310,14 @@ def take_backup(gw: Gateway, env: Environment, *, requested: str | None = None, 
         for n in range(1, len(env.pitr.repos) + 1):
             repo_kind = kind if catalog.newest_full(n) is not None or kind == "full" else "full"
             say(f"pgbackrest backup --type={repo_kind} into repo{n} ({name} on {host.name})")
-            res = gw.run(host, pgbr.backup_argv(name, repo_kind, repo=n), check=False,
-                         timeout=env.ssh.command_timeout)
-            if not res.ok:
-                raise HostError(f"pgbackrest backup into repo{n} failed: {detail(res)}", host=host.name,
+            if progress is NO_PROGRESS:
+                res = gw.run(host, pgbr.backup_argv(name, repo_kind, repo=n), check=False,
+                             timeout=env.ssh.command_timeout)
+                failure = None if res.ok else detail(res)
+            else:
+                failure = _backup_reporting(gw, host, name, repo_kind, n, progress)
+            if failure is not None:
+                raise HostError(f"pgbackrest backup into repo{n} failed: {failure}", host=host.name,
                                 hint="inv backup.check shows the archiver; a lagging archiver needs time "
                                      "after a bulk load")
             res = gw.run(host, pgbr.expire_argv(name, repo=n), check=False, timeout=600)

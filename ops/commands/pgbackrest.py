@@ -48,6 +48,9 @@ def repo_env(n: int, repo: PitrRepo, *, key: str, secret: str, passphrase: str,
         f"{p}CIPHER_TYPE": CIPHER_TYPE,
         f"{p}CIPHER_PASS": passphrase,
         f"{p}RETENTION_FULL": str(retention_full),
+        # Small files bundled into few objects: a full backup of 1.17 GiB (about 1,290 files, one
+        # S3 object each without it) took 27.7 s instead of 36.1 s per repository here.
+        f"{p}BUNDLE": "y",
     }
     if repo.ca_file is not None:
         out[f"{p}STORAGE_CA_FILE"] = container_ca_path(n)
@@ -104,10 +107,14 @@ def info_argv(container: str, *, repo: int | None = None) -> Argv:
     return _exec(container, "--output=json", *([f"--repo={repo}"] if repo else []), "info")
 
 
-def backup_argv(container: str, kind: str, *, repo: int = 1) -> Argv:
+def backup_argv(container: str, kind: str, *, repo: int = 1, console: str | None = None) -> Argv:
+    """``console="detail"``: a line per file on stdout (what ``ops.backup.pgbackrest_progress`` counts)."""
     if kind not in BACKUP_TYPES:
         raise ValueError(f"backup type {kind!r} is not one of {BACKUP_TYPES}")
-    return _exec(container, f"--type={kind}", f"--repo={repo}", "backup")
+    if console not in (None, "detail"):
+        raise ValueError(f"console log level {console!r} is not detail")
+    return _exec(container, *([f"--log-level-console={console}"] if console else []), f"--type={kind}",
+                 f"--repo={repo}", "backup")
 
 
 def expire_argv(container: str, *, repo: int) -> Argv:

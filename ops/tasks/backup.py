@@ -82,7 +82,7 @@ def db(c, host="", dry_run=False, checksums=True, lock_wait=0.0, json=False, log
         raise ConfigError("--logical takes a pg_dump: it has no --physical or --type",
                           hint="pass --logical alone, or --type full|diff|incr alone")
     if not logical and env.pitr is not None and (physical or type or env.pitr.default_kind == "physical"):
-        _physical_backup(env, type or None, dry_run=dry_run, lock_wait=float(lock_wait))
+        _physical_backup(env, type or None, dry_run=dry_run, lock_wait=float(lock_wait), json=json)
         return
     if physical or type:
         raise ConfigError(f"{env.path.name} has no pitr: section: no physical backups",
@@ -103,7 +103,8 @@ def db(c, host="", dry_run=False, checksums=True, lock_wait=0.0, json=False, log
           f"{m.newest_migration or '-'}, release {m.app_release or '-'} -> s3://{ctx.bucket}/{m.object_key}")
 
 
-def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_wait: float) -> None:
+def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_wait: float,
+                     json: bool = False) -> None:
     if kind is not None and kind not in pgbr.BACKUP_TYPES:
         raise ConfigError(f"--type {kind!r} is not a backup type", hint="use full, diff or incr")
     if dry_run:
@@ -112,8 +113,9 @@ def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_
         say("dry-run: nothing was contacted or written")
         return
     ctx = _context(env)
-    with alert_on_failure(env, "db", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
-        r = physical.take_backup(gw, env, requested=kind, say=say, lock_wait=lock_wait)
+    with alert_on_failure(env, "db", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw, \
+            showing_progress(json=json) as progress:
+        r = physical.take_backup(gw, env, requested=kind, say=say, lock_wait=lock_wait, progress=progress)
     for warning in r.warnings:
         warn(warning)
     print_json({"kind": "physical", "type": r.type, "seconds": round(r.seconds, 1),

@@ -43,7 +43,8 @@ def test_accessory_env_carries_every_repository_and_the_secrets():
         "PGBACKREST_REPO1_S3_REGION": "eu-central-1", "PGBACKREST_REPO1_S3_URI_STYLE": "host",
         "PGBACKREST_REPO1_STORAGE_PORT": "443", "PGBACKREST_REPO1_S3_KEY": "AKIA1",
         "PGBACKREST_REPO1_S3_KEY_SECRET": "s3cret", "PGBACKREST_REPO1_CIPHER_TYPE": "aes-256-cbc",
-        "PGBACKREST_REPO1_CIPHER_PASS": "pass phrase", "PGBACKREST_REPO1_RETENTION_FULL": "2"}
+        "PGBACKREST_REPO1_CIPHER_PASS": "pass phrase", "PGBACKREST_REPO1_RETENTION_FULL": "2",
+        "PGBACKREST_REPO1_BUNDLE": "y"}
 
 
 def test_a_repository_with_its_own_ca_points_at_the_mounted_file():
