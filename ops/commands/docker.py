@@ -108,6 +108,11 @@ def volume_create_argv(name: str, *, labels: Mapping[str, str] | None = None) ->
     return ("docker", "volume", "create", *_labels(labels), check_name(name, "volume name"))
 
 
+def volume_rm_argv(name: str) -> Argv:
+    """Remove a named volume (fails while a container, even a stopped one, uses it)."""
+    return ("docker", "volume", "rm", check_name(name, "volume name"))
+
+
 def volume_inspect_argv(name: str) -> Argv:
     return ("docker", "volume", "inspect", "--format", "{{.Name}}", check_name(name, "volume name"))
 

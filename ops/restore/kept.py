@@ -1,5 +1,7 @@
-"""The databases a restore keeps (``<db>_before_<ts>``): list them, drop them after confirmation, or put
-one back in place of the live database.
+"""What restores keep: the databases a logical restore set aside (``<db>_before_<ts>``) and the
+Postgres servers a point-in-time restore stopped (``<accessory>-before-<ts>`` with its data
+volume). List them, drop them after confirmation, or put a kept database back in place of the
+live one.
 
 Putting one back is the restore's own swap in reverse, with the same care: the maintenance
 page first and the app stopped (so no app connection holds the live database), the live
@@ -11,13 +13,16 @@ exit status hides one), and a failure before the rename leaves everything as it 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ops import accessory
 from ops.audit import utcnow
 from ops.backup.context import BackupContext
+from ops.commands import docker
 from ops.errors import ConfigError
 from ops.interrupts import shielded_from_ctrl_c
 from ops.operation import Operation
@@ -92,6 +97,73 @@ def drop_kept(ctx: BackupContext, gw: Gateway, names: list[str], *, say: Say = _
             dropped.append(name)
         op.outcome = "dropped " + ", ".join(dropped)
     return dropped
+
+
+@dataclass(frozen=True)
+class KeptServer:
+    """A Postgres server a point-in-time restore replaced: its container, stopped, and its data volume."""
+
+    name: str
+    volume: str
+    state: str
+    created: str
+
+
+def kept_server_pattern(base: str) -> re.Pattern:
+    return re.compile(re.escape(base) + r"-before-\d{14}")
+
+
+def list_kept_servers(gw: Gateway, env) -> list[KeptServer]:
+    """The ``<accessory>-before-<ts>`` containers on the database host, oldest first."""
+    acc = env.accessories.get("postgres")
+    if acc is None:
+        return []
+    host, base = env.hosts[acc.host], accessory.container_name(env, acc)
+    res = gw.query(host, docker.ps_argv(filters=[("name", f"^{base}-before-")], fmt="{{.Names}}"))
+    names = sorted(n for n in res.stdout.split() if kept_server_pattern(base).fullmatch(n))
+    found = []
+    for name in names:
+        info = json.loads(gw.query(host, docker.inspect_argv(name)).stdout or "[{}]")[0]
+        volume = next((m.get("Name", "") for m in info.get("Mounts") or []
+                       if m.get("Type") == "volume" and m.get("Destination") == acc.data_path), "")
+        found.append(KeptServer(name, volume, (info.get("State") or {}).get("Status", "?"),
+                                str(info.get("Created", ""))[:19].replace("T", " ")))
+    return found
+
+
+def drop_kept_servers(ctx: BackupContext, gw: Gateway, names: list[str], *, say: Say = _quiet,
+                      lock_wait: float = 0.0) -> list[str]:
+    """Remove the named kept servers and their data volumes (the caller confirmed); the names removed.
+
+    Refused for one that runs (someone started it to look at it) and for a volume the live
+    server uses: what serves is never touched."""
+    env = ctx.env
+    acc = env.accessories["postgres"]
+    host = env.hosts[acc.host]
+    kept = {k.name: k for k in list_kept_servers(gw, env)}
+    unknown = [n for n in names if n not in kept]
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r} is not a server a restore kept on {host.name}" + (
+            f" (kept: {', '.join(kept)})" if kept else " (none kept)"),
+            hint=f"list them: inv restore.kept --host {env.name}")
+    live = accessory.current_volume(gw, env, acc)
+    for name in names:
+        k = kept[name]
+        if k.state == "running":
+            raise RestoreRefused(f"{name} is running: stop it first (docker stop {name} on {host.name})")
+        if k.volume and k.volume == live:
+            raise RestoreRefused(f"{name} uses {k.volume}, the live server's volume: not removed")
+    removed: list[str] = []
+    with Operation(gw, "restore.drop-kept", list(env.hosts.values()), say=say, lock_wait=lock_wait,
+                   detail=", ".join(names)) as op:
+        for name in names:
+            say(f"removing {name} and its volume {kept[name].volume or '(none)'} on {host.name}")
+            gw.run(host, docker.rm_argv(name))
+            if kept[name].volume:
+                gw.run(host, docker.volume_rm_argv(kept[name].volume))
+            removed.append(name)
+        op.outcome = "removed " + ", ".join(removed)
+    return removed
 
 
 @dataclass

@@ -298,7 +298,7 @@ def _restore_locked(ctx: BackupContext, gw: Gateway, plan: PitrPlan, say: Say, h
                             f"{plan.kept}) but the app did not come back healthy: "
                             + "; ".join(str(e) for e in back.failed.values()),
                             hint="see RUNBOOK.md 'Restore to a second' to put the old server back")
-    hint = (f"on {host.name}: docker rm {plan.kept} && docker volume rm {plan.old_volume}")
+    hint = f"inv restore.drop-kept --host {env.name} --name {plan.kept}"
     return PitrResult(plan.at, plan.backup.label, latest_commit, tables, migration, plan.kept, plan.old_volume,
                       plan.new_volume, restore_seconds, downtime, 0.0, hint)
 
