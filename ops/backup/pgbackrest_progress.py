@@ -1,9 +1,9 @@
-"""Bytes of a pgBackRest backup as it goes, read from its own detail log lines.
+"""Bytes of a pgBackRest backup or restore as it goes, read from its own detail log lines.
 
 With ``--log-level-console=detail`` pgBackRest prints one line per file it copies (or finds
 unchanged since the prior backup), with the file's size and how far the whole backup has
 got, e.g. ``P01 DETAIL: backup file /var/lib/postgresql/data/base/5/1259 (bundle 1/0, 112KB,
-12.34%) checksum 5f...``. The sizes add up to the bytes done; done / percent is the total
+12.34%) checksum 5f...``; a restore's are ``restore file ...``. The sizes add up to the bytes done; done / percent is the total
 pgBackRest itself works from, so the bar's total is its own, not an estimate of ours.
 """
 
@@ -13,7 +13,7 @@ import codecs
 import re
 from dataclasses import dataclass, field
 
-_FILE_LINE = re.compile(r"(?:backup|match) file \S.*\((?:[^()]*, )?(\d+(?:\.\d+)?)(B|KB|MB|GB|TB), "
+_FILE_LINE = re.compile(r"(?:backup|match|restore) file \S.*\((?:[^()]*, )?(\d+(?:\.\d+)?)(B|KB|MB|GB|TB), "
                         r"(\d+(?:\.\d+)?)%\)")
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 

@@ -276,11 +276,11 @@ def plan_backup(env: Environment, requested: str | None) -> list[str]:
             f"pgbackrest expire per repository: keep {env.pitr.retention_full} full backup(s) and the WAL they need"]
 
 
-def _backup_reporting(gw: Gateway, host, name: str, kind: str, repo: int, progress: Progress) -> str | None:
-    """The backup with pgBackRest's per-file lines counted into a transfer; None, or why it failed."""
+def stream_counted(gw: Gateway, host, argv, label: str, progress: Progress) -> str | None:
+    """Run a pgBackRest backup or restore printing detail lines, its files' bytes counted into
+    a transfer; None, or why it failed (its last error lines)."""
     counts = BackupBytes()
-    argv = pgbr.backup_argv(name, kind, repo=repo, console="detail")
-    with progress.transfer(f"pgbackrest {kind} -> repo{repo}", host=host.name) as transfer:
+    with progress.transfer(label, host=host.name) as transfer:
         stream = gw.stream(host, argv, idle_timeout=gw.env.ssh.command_timeout)
         try:
             with stream:
@@ -315,7 +315,8 @@ def take_backup(gw: Gateway, env: Environment, *, requested: str | None = None, 
                              timeout=env.ssh.command_timeout)
                 failure = None if res.ok else detail(res)
             else:
-                failure = _backup_reporting(gw, host, name, repo_kind, n, progress)
+                failure = stream_counted(gw, host, pgbr.backup_argv(name, repo_kind, repo=n, console="detail"),
+                                         f"pgbackrest {repo_kind} -> repo{n}", progress)
             if failure is not None:
                 raise HostError(f"pgbackrest backup into repo{n} failed: {failure}", host=host.name,
                                 hint="inv backup.check shows the archiver; a lagging archiver needs time "

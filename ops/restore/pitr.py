@@ -43,6 +43,7 @@ from ops.inventory import Environment, Host
 from ops.layout import Layout
 from ops.operation import Operation
 from ops.postgres import PgTarget, pg_target, psql_argv
+from ops.progress import NO_PROGRESS, Progress
 from ops.registry import service_ref
 from ops.remote import Gateway
 from ops.restore.database import stamp
@@ -248,7 +249,7 @@ def _restore_locked(ctx: BackupContext, gw: Gateway, plan: PitrPlan, say: Say, h
     image = service_ref(env, acc.image)
     t1 = time.monotonic()
     try:
-        latest_commit, tables, migration = _restore_and_check(gw, env, acc, image, plan, say)
+        latest_commit, tables, migration = _restore_and_check(gw, env, acc, image, plan, say, ctx.progress)
         gw.run(host, docker.stop_argv(plan.scratch, accessory.stop_timeout(acc)),
                timeout=accessory.stop_timeout(acc) + 60)
         gw.run(host, docker.rm_argv(plan.scratch))
@@ -304,19 +305,27 @@ def _restore_locked(ctx: BackupContext, gw: Gateway, plan: PitrPlan, say: Say, h
 
 
 
-def _restore_and_check(gw: Gateway, env: Environment, acc, image: str, plan: PitrPlan, say: Say):
+def _restore_and_check(gw: Gateway, env: Environment, acc, image: str, plan: PitrPlan, say: Say,
+                       progress: Progress = NO_PROGRESS):
     """Steps 3: restore into the new volume, replay in the scratch server until promoted, check it.
-    Leaves the scratch server running (the caller stops or drops it)."""
+    Leaves the scratch server running (the caller stops or drops it). With a progress sink the
+    restore's bytes are counted from pgBackRest's per-file detail lines."""
     t, host = plan.target, plan.target.host
     t1 = time.monotonic()
     say(f"pgbackrest restore of {plan.backup.label} into volume {plan.new_volume} on {host.name} "
         f"(to {format_utc(plan.at)}; {t.container} keeps serving)")
     gw.run(host, docker.volume_create_argv(plan.new_volume, labels={"ops.app": env.app, "ops.accessory": acc.name}))
-    res = gw.run(host, _oneoff(env, acc, image, plan, entrypoint="pgbackrest",
-                               command=pgbr.restore_args(plan.at, plan.backup.label, repo=plan.repo)[1:]),
-                 check=False, timeout=env.ssh.command_timeout)
-    if not res.ok:
-        raise RestoreFailed(f"pgbackrest restore failed: {physical.detail(res)}")
+    args = pgbr.restore_args(plan.at, plan.backup.label, repo=plan.repo)[1:]
+    if progress is NO_PROGRESS:
+        res = gw.run(host, _oneoff(env, acc, image, plan, entrypoint="pgbackrest", command=args),
+                     check=False, timeout=env.ssh.command_timeout)
+        failure = None if res.ok else physical.detail(res)
+    else:
+        command = _oneoff(env, acc, image, plan, entrypoint="pgbackrest",
+                          command=("--log-level-console=detail", *args))
+        failure = physical.stream_counted(gw, host, command, f"pgbackrest restore <- repo{plan.repo}", progress)
+    if failure is not None:
+        raise RestoreFailed(f"pgbackrest restore failed: {failure}")
     say(f"  restored in {time.monotonic() - t1:.1f}s; replaying WAL to {format_utc(plan.at)} in {plan.scratch}")
     gw.run(host, docker.run_argv(plan.scratch, image, network=Layout(env).network,
                                  env_file=accessory.env_file_path(env, acc),
@@ -359,7 +368,8 @@ def drill(ctx: BackupContext, gw: Gateway, *, say: Say = _quiet, now: datetime |
     plan.at = min(plan.at, latest)
     acc = env.accessories["postgres"]
     try:
-        latest_commit, tables, migration = _restore_and_check(gw, env, acc, service_ref(env, acc.image), plan, say)
+        latest_commit, tables, migration = _restore_and_check(gw, env, acc, service_ref(env, acc.image), plan, say,
+                                                              ctx.progress)
     finally:
         with shielded_from_ctrl_c(say):
             left = _drop_scratch(gw, plan.target.host, plan)

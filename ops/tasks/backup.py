@@ -265,7 +265,7 @@ def verify(c, host="", id="", json=False, trust_unauthenticated=False, physical=
     env = _env(host)
     ctx = _context(env)
     if physical or (env.pitr is not None and env.pitr.default_kind == "physical" and not id):
-        _drill_physical(ctx)
+        _drill_physical(ctx, json=json)
         return
     with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
         result = drills.verify(ctx, gw, id or None, trust_unauthenticated=bool(trust_unauthenticated))
@@ -273,10 +273,10 @@ def verify(c, host="", id="", json=False, trust_unauthenticated=False, physical=
     say(f"backup {result.entry.id} verified in {result.seconds:.1f}s: {result.detail}")
 
 
-def _drill_physical(ctx: BackupContext) -> None:
+def _drill_physical(ctx: BackupContext, *, json: bool = False) -> None:
     env = ctx.env
     physical_backups.require_pitr(env)
-    with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
+    with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw, showing_progress(json=json) as ctx.progress:
         r = pitr.drill(ctx, gw, say=say)
     print_json({"kind": "physical", "ok": True, "backup": r.backup, "at": r.at.isoformat(),
                 "latest_commit": r.latest_commit.isoformat() if r.latest_commit else None, "tables": r.tables,

@@ -68,7 +68,8 @@ def db(c, host="", at="", yes=False, dry_run=False, lock_wait=0.0, health_timeou
         prefer = physical or (env.pitr is not None and env.pitr.default_kind == "physical")
         if at and env.pitr is not None and prefer and not logical and _physical(ctx, gw, at, yes=yes, dry_run=dry_run,
                                                                      lock_wait=float(lock_wait),
-                                                                     health_timeout=float(health_timeout) or None):
+                                                                     health_timeout=float(health_timeout) or None,
+                                                                     json=json):
             return
         # NOTE: two displays, not one: none may be live while the confirmation asks.
         with showing_progress(json=json) as ctx.progress:
@@ -89,7 +90,7 @@ def db(c, host="", at="", yes=False, dry_run=False, lock_wait=0.0, health_timeou
 
 
 def _physical(ctx: BackupContext, gw: Gateway, at_text: str, *, yes: bool, dry_run: bool, lock_wait: float,
-              health_timeout: float | None) -> bool:
+              health_timeout: float | None, json: bool = False) -> bool:
     """``--at`` inside the WAL archive: the second-accurate physical restore (True: done here).
     Before the archive: False, after saying so (the logical path then shows what is lost)."""
     env = ctx.env
@@ -103,7 +104,8 @@ def _physical(ctx: BackupContext, gw: Gateway, at_text: str, *, yes: bool, dry_r
     if not _show_and_confirm(routed.plan, env.name, f"This replaces the database server of {env.name} with its "
                              f"state at {format_utc(at)}.", dry_run=dry_run, yes=yes):
         return True
-    r = pitr.restore(ctx, gw, routed.plan, say=say, lock_wait=lock_wait, health_timeout=health_timeout)
+    with showing_progress(json=json) as ctx.progress:
+        r = pitr.restore(ctx, gw, routed.plan, say=say, lock_wait=lock_wait, health_timeout=health_timeout)
     for warning in r.warnings:
         warn(warning)
     print_json({"kind": "physical", "at": r.at.isoformat(), "backup": r.backup,

@@ -40,3 +40,10 @@ def test_the_backup_command_asks_for_detail_lines_only_when_counting():
     counted = pgbr.backup_argv("athlete-platform-postgres", "full", repo=2, console="detail")
     assert "--log-level-console=detail" not in plain
     assert counted[-4:] == ("--log-level-console=detail", "--type=full", "--repo=2", "backup")
+
+
+def test_a_restores_file_lines_count_the_same_way():
+    counts = BackupBytes()
+    assert counts.feed(b"P01 DETAIL: restore file /var/lib/postgresql/data/base/5/16400 (bundle 1/0, 3MB, 75.00%) "
+                       b"checksum ab\n")
+    assert (counts.done, counts.total) == (3 * 2**20, 4 * 2**20)
