@@ -11,6 +11,7 @@ the oldest kept backup goes with it, so the archive and the backups stay consist
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,6 +334,7 @@ def take_backup(gw: Gateway, env: Environment, *, requested: str | None = None, 
 
 
 # -- catalog + freshness (backup.list, backup.check) --------------------------------------------
+_SEGMENT = re.compile(r"[0-9A-F]{24}")
 ARCHIVE_LAG_FACTOR = 3      # alert when completed WAL waits longer than this many archive_timeouts
 
 
@@ -356,9 +358,12 @@ class PhysicalStatus:
         a = self.archiver
         if a is None or not a.current_wal:
             return 0.0
-        waiting = a.failing or (a.last_archived_wal is None) or (
-            a.last_archived_wal[:8] == a.current_wal[:8]
-            and int(a.current_wal[8:], 16) - int(a.last_archived_wal[8:], 16) > 1)
+        last = a.last_archived_wal
+        # NOTE: right after a promotion the newest archived file is the timeline's history
+        # file (00000002.history), not a segment: nothing to compare it with yet.
+        segments = last is not None and _SEGMENT.fullmatch(last) and _SEGMENT.fullmatch(a.current_wal)
+        waiting = a.failing or (last is None) or bool(
+            segments and last[:8] == a.current_wal[:8] and int(a.current_wal[8:], 16) - int(last[8:], 16) > 1)
         if not waiting:
             return 0.0
         since = a.last_archived_at or a.last_failed_at or a.now

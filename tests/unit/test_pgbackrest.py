@@ -218,3 +218,14 @@ def test_the_base_backup_comes_from_the_second_repository_when_the_first_has_non
     cat = physical.parse_info(_info(("F2", "full", 2, _epoch(T0), _epoch(T0 + timedelta(seconds=30)), False)), "app")
     assert cat.base_in_any(T0 + timedelta(minutes=1), 2).repo == 2
     assert cat.base_in_any(T0 + timedelta(minutes=1), 1) is None
+
+
+@pytest.mark.parametrize("last, current, lag", [
+    ("000000020000000100000024", "000000020000000100000026", 270.0),  # a completed segment waits
+    ("000000020000000100000025", "000000020000000100000026", 0.0),    # only the one being written
+    ("00000002.history", "000000020000000100000026", 0.0),            # just promoted: nothing to compare
+])
+def test_archive_lag_compares_segments_and_takes_a_timeline_history_file_in_its_stride(last, current, lag):
+    archiver = dataclasses.replace(_archiver(), last_archived_wal=last, current_wal=current)
+    status = physical.PhysicalStatus(physical.parse_info("[]", "app"), archiver, archiver.now)
+    assert status.archive_lag() == pytest.approx(lag, abs=1)
