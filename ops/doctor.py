@@ -3,7 +3,8 @@
 Per host: SSH reachable (connect time and command round trip), host key matches the
 project's known_hosts, Docker server version, free disk where Docker and the app keep
 data, the registry reachable from the host (through the SSH tunnel when the inventory
-uses one), clock skew against the operator. Read-only: runs in dry-run mode too.
+uses one), clock skew against the operator; on the database host with ``pitr:``, pgBackRest's
+stanza in every repository (which one fails). Read-only: runs in dry-run mode too.
 """
 
 from __future__ import annotations
@@ -148,7 +149,18 @@ def examine(gw: Gateway, host: Host) -> HostReport:
         ok = abs(skew) <= settings.max_clock_skew
         report.add("clock", ok, f"skew {skew:+.3f} s (±{uncertainty:.3f})"
                    + ("" if ok else f", above doctor.max_clock_skew={settings.max_clock_skew:g} s: fix NTP on the host"))
+    if root and _archives_here(gw.env, host):
+        from ops import pitr_health  # NOTE: pgBackRest only when it is configured
+
+        for f in pitr_health.doctor_findings(gw, gw.env):
+            report.add(f"pitr {f.where}" if f.where != "pitr" else "pitr", f.ok, f.detail)
     return report
+
+
+def _archives_here(env, host: Host) -> bool:
+    """This host runs the Postgres accessory and the inventory has ``pitr:`` (pgBackRest's stanza)."""
+    acc = env.accessories.get("postgres")
+    return env.pitr is not None and acc is not None and acc.host == host.name
 
 
 def run_doctor(gw: Gateway, hosts: list[Host]) -> list[HostReport]:

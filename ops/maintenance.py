@@ -6,6 +6,8 @@ headers and the proxy's own logs stay), then the app containers stop gracefully.
 starts the current release again behind its health check, puts it back behind nginx and
 removes the maintenance container. Both run in the Operation envelope (lock, audit).
 
+While it is on, ``inv deploy`` and ``inv rollback`` are refused (``refuse_during_maintenance``).
+
 The state lives on the hosts (the maintenance container exists, the current release's
 container is stopped), so ``off`` works from any operator's machine, any time later.
 """
@@ -51,7 +53,25 @@ def check_message(message: str | None) -> str:
 
 
 def is_on(gw: Gateway, host: Host) -> bool:
-    return switch.container_state(gw, host, maintenance_container(gw.env)) is not None
+    # NOTE: docker prints a state for every container it has; no state is no container.
+    return bool(switch.container_state(gw, host, maintenance_container(gw.env)))
+
+
+def refuse_during_maintenance(gw: Gateway, hosts: list[Host], action: str) -> None:
+    """A deploy or rollback while the maintenance page is on is refused (ConfigError: exit 2, nothing
+    changed). NOTE: its switch would put the app behind nginx NEXT TO the page (half the requests
+    503, half the app), and a failure would put the previous release back without the page:
+    maintenance.off first is the one way that leaves the site in a state someone chose."""
+    webs = [h for h in hosts if "web" in h.roles]
+    results = gw.map(lambda h: is_on(gw, h), webs)
+    results.raise_if_failed("checking for the maintenance page")
+    on = [h.name for h in webs if results.ok.get(h.name)]
+    if on:
+        env = gw.env.name
+        raise ConfigError(f"{action} refused: {', '.join(on)} {'is' if len(on) == 1 else 'are'} in maintenance "
+                          f"({maintenance_container(gw.env)} answers 503); nothing was changed",
+                          hint=f"inv maintenance.off --host {env} brings the current release back; "
+                               f"then inv {action} --host {env} (RUNBOOK.md 'maintenance')")
 
 
 @dataclass
@@ -134,4 +154,5 @@ def turn_off(gw: Gateway, states: list[HostState], *, say: Say = _quiet, lock_wa
         op.outcome = "maintenance off"
 
 
-__all__ = ["MANUAL_MESSAGE", "check_message", "is_on", "plan", "survey", "turn_off", "turn_on"]
+__all__ = ["MANUAL_MESSAGE", "check_message", "is_on", "plan", "refuse_during_maintenance", "survey", "turn_off",
+           "turn_on"]

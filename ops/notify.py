@@ -2,11 +2,12 @@
 
 - webhook (``notify.webhook_var``: the variable of the operator's env file holding the
   URL, which embeds a token): one JSON ``{"text": ..., "attachments": [...]}`` POST per
-  event among ``notify.events``: deploy, rollback, backup_failed, backup_stale;
+  event among ``notify.events``: deploy, rollback, deploy_failed (a deploy or rollback that
+  stopped: where and why), backup_failed, backup_stale;
 - Sentry (``notify.sentry_org`` + ``sentry_project``, token in ``sentry_token_var``): on a
-  deploy or rollback, the release (``POST /api/0/organizations/{org}/releases/``; an
-  existing one answers 208) and a deploy marker for the environment
-  (``.../releases/{version}/deploys/``).
+  deploy or rollback that switched the fleet (never for a failed one), the release
+  (``POST /api/0/organizations/{org}/releases/``; an existing one answers 208) and a deploy
+  marker for the environment (``.../releases/{version}/deploys/``).
 
 A notification never changes the outcome of what it reports: every failure (no answer,
 an HTTP error, a missing variable) becomes one warning line, and never shows the URL or
@@ -29,9 +30,10 @@ from ops.inventory import Environment
 from ops.masking import Masker
 from ops.opsenv import operator_value
 
-COLORS = {"deploy": "good", "rollback": "warning", "backup_failed": "danger", "backup_stale": "danger"}
-TITLES = {"deploy": "deployed", "rollback": "rolled back", "backup_failed": "backup FAILED",
-          "backup_stale": "backup STALE"}
+COLORS = {"deploy": "good", "rollback": "warning", "deploy_failed": "danger", "backup_failed": "danger",
+          "backup_stale": "danger"}
+TITLES = {"deploy": "deployed", "rollback": "rolled back", "deploy_failed": "deploy FAILED",
+          "backup_failed": "backup FAILED", "backup_stale": "backup STALE"}
 
 
 @dataclass
@@ -44,13 +46,14 @@ class Event:
     hosts: list[str] = field(default_factory=list)
     actor: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    color: str | None = None  # instead of the kind's (a deploy whose smoke check failed: "danger")
 
     def webhook_payload(self) -> dict:
         title = f"[{self.env}] {TITLES.get(self.kind, self.kind)}"
         facts = {"environment": self.env, "version": self.version, "release": self.release,
                  "hosts": ", ".join(self.hosts) or None, "by": self.actor, **self.fields}
         return {"text": f"{title}: {self.summary}",
-                "attachments": [{"color": COLORS.get(self.kind, "#888888"), "fallback": self.summary,
+                "attachments": [{"color": self.color or COLORS.get(self.kind, "#888888"), "fallback": self.summary,
                                  "fields": [{"title": k, "value": str(v), "short": len(str(v)) < 40}
                                             for k, v in facts.items() if v]}]}
 

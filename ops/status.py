@@ -10,7 +10,9 @@ One read-only pass over the environment, one ``Item`` per fact, each judged ok o
   ``max_connections``;
 - the environment lock: free, held (by whom, how long), STALE;
 - the newest good backup of each kind and its age against ``backup.max_age_hours``;
-- whatever ``EXTRA_SOURCES`` add (see ``extra_items``).
+- whatever ``EXTRA_SOURCES`` add (see ``extra_items``): the TLS certificate's days left, and with
+  ``pitr:`` WAL archiving (failures, archive lag), each repository's stanza and newest archived
+  WAL, the newest physical backups.
 
 A host answering 502 is "not serving", whatever its records say. Nothing here raises
 for a failed check: an unreachable host, database or bucket is an item that is not ok.
@@ -292,7 +294,21 @@ def tls_items(gw: Gateway, hosts: list[Host]) -> list[Item]:
     return items
 
 
-EXTRA_SOURCES: list[ExtraSource] = [tls_items]
+def pitr_items(gw: Gateway, hosts: list[Host]) -> list[Item]:
+    """With ``pitr:``: the archiver (failures, lag), each repository's stanza and newest archived WAL,
+    the newest full/diff/incr backup per repository (``ops.pitr_health``: backup.check's rules)."""
+    env = gw.env
+    if env.pitr is None or "postgres" not in env.accessories:
+        return []
+    from ops import pitr_health, postgres  # NOTE: pgBackRest only when it is configured
+    from ops.appenv import load_env_file
+
+    target = postgres.pg_target(env, load_env_file(env.env_file) if env.env_file else {})
+    return [Item("pitr", f.where, f.check, f.ok, f.detail, f.data)
+            for f in pitr_health.status_findings(gw, env, target)]
+
+
+EXTRA_SOURCES: list[ExtraSource] = [tls_items, pitr_items]
 
 
 def extra_items(gw: Gateway, hosts: list[Host]) -> list[Item]:
@@ -323,8 +339,8 @@ def collect(gw: Gateway, hosts: list[Host], *, backups_client=None) -> StatusRep
     report.items += lock_items(gw, reachable)
     report.items += backup_items(gw.env, backups_client)
     report.items += extra_items(gw, reachable)
-    order = {"web": 0, "host": 1, "database": 2, "lock": 3, "backup": 4}
-    report.items.sort(key=lambda i: (order.get(i.section, 5), i.section))
+    order = {"web": 0, "host": 1, "database": 2, "pitr": 3, "lock": 4, "backup": 5}
+    report.items.sort(key=lambda i: (order.get(i.section, 6), i.section))
     return report
 
 

@@ -285,14 +285,18 @@ def recheck_under_lock(gw: Gateway, host: Host, url: DatabaseURL) -> None:
     refuse_failed(read_db_state(gw, host, url), gw.env.name, under_lock=True)
 
 
-def take_restore_point(gw: Gateway, masker: Masker, say: Callable[[str], None]):
-    """``backup.db`` under the deploy's own lock; returns its manifest (id, finished_at)."""
+def take_restore_point(gw: Gateway, masker: Masker, say: Callable[[str], None], warnings: list[str] | None = None):
+    """``backup.db`` under the deploy's own lock; returns its manifest (id, finished_at). What the
+    backup warned of (e.g. its second copy failed: the backup itself is good) goes to ``warnings``."""
     from ops.backup.context import BackupContext  # NOTE: backup imports deploy modules; import at use
     from ops.backup.dump import backup_db
 
     ctx = BackupContext(gw.env, say=say, masker=masker)
     try:
-        return backup_db(ctx, gw, lock=False)
+        manifest = backup_db(ctx, gw, lock=False)
+        if warnings is not None:
+            warnings.extend(f"restore point {manifest.id}: {w}" for w in ctx.warnings)
+        return manifest
     except OpsError as exc:
         raise RestorePointFailed(f"the restore point before the migration failed: {exc.message}; nothing was "
                                  "migrated or switched", host=exc.host,

@@ -43,6 +43,7 @@ from ops.hooks import run_hook
 from ops.interrupts import shielded_from_ctrl_c
 from ops.inventory import Environment, Host
 from ops.layout import Layout
+from ops.maintenance import refuse_during_maintenance
 from ops.masking import Masker
 from ops.migrations.review import MigrationReview, check_consent
 from ops.operation import Operation, Plan
@@ -323,6 +324,7 @@ class Deployment:
         env, req = self.env, self.req
         self.say(f"preflight: {len(self.all_hosts)} host(s)")
         preflight(self.gw, self.all_hosts)
+        refuse_during_maintenance(self.gw, self.web, "deploy")
         if req.version:
             tag, source = images.check_version(req.version), None
         else:
@@ -415,6 +417,7 @@ class Deployment:
         self._hook("pre-deploy", release)
         with self._operation("deploy", plan.tag, f"release {release.id}") as op:
             previous = self._unchanged_since(plan, strict=False)
+            refuse_during_maintenance(self.gw, self.web, "deploy")  # turned on while we waited for the lock?
             result = self._deploy_locked(release, self.app_env.database, previous)
             op.outcome = f"release {release.id}" + (f"; restore point {release.restore_point}"
                                                     if release.restore_point else "")
@@ -455,7 +458,7 @@ class Deployment:
         if migrate.enabled:
             if self._plan_migrations is not None and self._plan_migrations.needs_consent:
                 self.say("taking a restore point before the migration (backup.db)")
-                point = migrations_step.take_restore_point(gw, self.masker, self.say)
+                point = migrations_step.take_restore_point(gw, self.masker, self.say, self.warnings)
                 release.restore_point = point.id
                 self.say(f"restore point: {point.id} (finished {point.finished_at}); to undo the migration: "
                          f"inv restore --host {self.env.name} --at <a time after it>")
@@ -480,6 +483,7 @@ class Deployment:
         """Read-only: the release each web host goes back to (they must agree)."""
         gw = self.gw
         preflight(gw, self.all_hosts)
+        refuse_during_maintenance(gw, self.web, "rollback")
         current = self._previous()
 
         def target_of(host: Host) -> Release:
@@ -520,6 +524,7 @@ class Deployment:
         gw, release = self.gw, plan.target
         with self._operation("rollback", release.version, f"to release {release.id}") as op:
             previous = self._unchanged_since(plan)
+            refuse_during_maintenance(gw, self.web, "rollback")
             self.say(f"rolling back to {release.version} (release {release.id})")
             # The image is still there when its container was retained: no pull then.
             gw.map(lambda h: images.pull(gw, h, release.image, self.progress),

@@ -63,7 +63,8 @@ def deploy(c, host="", version="", batch=0, dry_run=False, allow_dirty=False, al
             if _shown(plan, dry_run):
                 return
             _excluded(progress, req.exclude)
-            result = run.deploy(plan)
+            with postdeploy.announcing_failure(target.env, "deploy", plan.tag, run.masker, warn):
+                result = run.deploy(plan)
     for warning in result.warnings:
         warn(warning)
     print_json({"release": vars(result.release), "hosts": result.hosts, "applied_migrations": result.migrations.applied})
@@ -132,7 +133,8 @@ def rollback(c, host="", to="", dry_run=False, lock_wait=0.0, exclude="", json=F
             if _shown(plan, dry_run):
                 return
             _excluded(progress, req.exclude)
-            result = run.rollback(plan)
+            with postdeploy.announcing_failure(target.env, "rollback", plan.tag, run.masker, warn):
+                result = run.rollback(plan)
     for warning in result.warnings:
         warn(warning)
     print_json({"release": vars(result.release), "hosts": result.hosts,

@@ -1,4 +1,4 @@
-"""``inv doctor``: per-host health of SSH, host key, Docker, disk and clock."""
+"""``inv doctor``: per-host health of SSH, host key, Docker, disk, registry, clock; the pgBackRest stanza."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ops.tasks import ops_task, print_json, say
 @ops_task(help={"host": "environment (prod) or env:host (prod:web1)",
                 "json": "print JSON instead of a table"})
 def doctor(c, host="", json=False):
-    """Check every host: SSH + round trip, host key, Docker, free disk, clock skew."""
+    """Check every host: SSH + round trip, host key, Docker, free disk, registry, clock skew; the pgBackRest stanza."""
     target = resolve_target(host)
     with Gateway(target.env) as gw:
         reports = run_doctor(gw, list(target.hosts))

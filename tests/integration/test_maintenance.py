@@ -56,6 +56,17 @@ def test_maintenance_on_answers_503_with_retry_after_everywhere_then_off_brings_
         assert "inv maintenance.off --host sandbox" in found[("web2", "maintenance")]["detail"]
         audit = inv("audit", "--host", "sandbox:web1", "--lines", "3").stdout
         assert "maintenance.on" in audit
+        # A deploy or a rollback now would put the app next to the 503 page: refused, nothing changed.
+        for argv in (("deploy", "--version", deployed_app.version), ("rollback",)):
+            refused = inv(argv[0], "--host", "sandbox", *argv[1:])
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            (error,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
+            assert error.startswith(f"error: {argv[0]} refused: web1, web2 are in maintenance "
+                                    "(athlete-platform-maintenance answers 503); nothing was changed")
+            assert "inv maintenance.off --host sandbox" in error and "Traceback" not in refused.stderr
+        assert all(get(port, "/api/info")[0] == 503 for port in PORTS.values())
+        last = inv("audit", "--host", "sandbox:web1", "--lines", "1").stdout.strip().splitlines()[-1]
+        assert " maintenance.on " in f" {last} "  # the refusals were never started (nothing audited)
     finally:
         off = inv("maintenance.off", "--host", "sandbox")
     assert off.returncode == 0, off.stdout + off.stderr

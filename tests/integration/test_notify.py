@@ -1,9 +1,11 @@
-"""Notifications after a deploy and a rollback on the sandbox fleet, seen by a local receiver
-standing in for Slack's webhook and Sentry's API (tests/support/receiver.py)."""
+"""Notifications after a deploy and a rollback on the sandbox fleet, and on backup problems through
+the real CLI, seen by a local receiver standing in for Slack's webhook and Sentry's API
+(tests/support/receiver.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import pytest
 
@@ -14,6 +16,8 @@ from ops.postdeploy import after_release
 from tests.support import deployed
 from tests.support.app_repo import apply_variant
 from tests.support.deployed import serving_everywhere
+from tests.support.fleet import inv
+from tests.support.inventory_copy import inventory_copy
 from tests.support.receiver import Receiver
 
 WEBHOOK_TOKEN = "T0001/B0001/whs3cr3tXYZ123"
@@ -88,3 +92,43 @@ def test_a_rollback_is_announced_and_a_receiver_answering_500_is_a_warning_never
     assert not any(WEBHOOK_TOKEN in w or SENTRY_TOKEN in w or receiver.url in w for w in after.warnings)
     assert after.sent == []
     assert serving_everywhere(env) == v2.version
+
+
+# -- backup problems through the real CLI (inventory copies with a notify: section) -------------
+def cli_notify(url: str) -> dict:
+    return {"webhook_var": "OPS_TEST_WEBHOOK_URL", "events": ["backup_failed", "backup_stale"],
+            "sentry_url": url, "sentry_org": "athlete", "sentry_project": "athlete-platform",
+            "sentry_token_var": "OPS_TEST_SENTRY_TOKEN"}
+
+
+def test_a_failing_backup_db_sends_one_backup_failed_payload_and_fails_with_its_own_error(deployed_app, receiver):
+    # A bucket that does not exist: pg_dump runs, the upload is refused by the real S3 endpoint.
+    with inventory_copy(deployed_app.env, "notify", notify=cli_notify(receiver.url),
+                        s3={"bucket": "ops-sandbox-no-such-bucket"}) as name:
+        proc = inv("backup.db", "--host", name)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    (hook,) = receiver.requests
+    assert hook.path.startswith("/hooks/")
+    text = hook.json["text"]
+    assert text.startswith(f"[{name}] backup FAILED: db backup failed: db1: S3 upload failed: NoSuchBucket"), text
+    fields = {f["title"]: f["value"] for f in hook.json["attachments"][0]["fields"]}
+    assert fields == {"environment": name, "kind": "db"}
+    for secret in secrets(deployed_app.env):
+        assert secret not in hook.body
+
+
+def test_a_stale_backup_found_by_backup_check_sends_one_backup_stale_payload(receiver, sandbox_env):
+    # An empty prefix of the real bucket: no db backup at all, as after a week of failing crons.
+    with inventory_copy(sandbox_env, "notify", notify=cli_notify(receiver.url),
+                        s3={"prefix": f"notify-empty-{uuid.uuid4().hex[:8]}/"}) as name:
+        proc = inv("backup.check", "--host", name)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: db backup of {name} is stale or missing")
+    (hook,) = receiver.requests
+    assert hook.json["text"].startswith(f"[{name}] backup STALE: ")
+    fields = {f["title"]: f["value"] for f in hook.json["attachments"][0]["fields"]}
+    assert fields["kinds"] == "db"
+    assert not receiver.at("/api/0/")  # no Sentry call for a backup problem
+    for secret in secrets(sandbox_env):
+        assert secret not in hook.body

@@ -15,6 +15,7 @@ import pytest
 from ops.deploy.release import current_release
 from ops.layout import Layout
 from ops.remote import Gateway
+from ops.sandbox import services
 from ops.sandbox.fleet import container_name
 from tests.support import deployed
 from tests.support.deployed import serving_everywhere
@@ -35,12 +36,20 @@ def items(proc) -> dict[tuple[str, str, str], dict]:
 
 
 @pytest.fixture(scope="module")
-def fresh_backups(deployed_app):
+def fresh_backups(deployed_app, archiving):
     inv("backup.db", "--host", "sandbox", check=True)
     inv("backup.uploads", "--host", "sandbox", check=True)
 
 
-def test_status_is_all_well_on_a_serving_fleet_with_fresh_backups(deployed_app, fresh_backups):
+@pytest.fixture(scope="module")
+def archiving(deployed_app, sandbox_env):
+    """WAL archiving works into both repositories: a boot re-creates a stanza whose (in-memory) S3
+    repository a fault test emptied, and its check archives one segment (the archiver is then ok)."""
+    services.ensure_bucket(sandbox_env)
+    inv("accessory.boot", "--host", "sandbox", "postgres", "--lock-wait", "180", check=True, timeout=600)
+
+
+def test_status_is_all_well_on_a_serving_fleet_with_fresh_backups(deployed_app, fresh_backups, sandbox_env):
     proc = inv("status", "--host", "sandbox", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     got = items(proc)
@@ -56,6 +65,16 @@ def test_status_is_all_well_on_a_serving_fleet_with_fresh_backups(deployed_app, 
     assert got[("lock", "-", "lock")]["detail"] == "free"
     assert got[("backup", "-", "db")]["data"]["age_seconds"] < 3600
     assert {("host", h, "disk app") for h in ("web1", "web2", "db1")} <= set(got)
+    # pitr: (pgBackRest) is configured in the sandbox: the archiver, its lag, each repository.
+    archiver = got[("pitr", "db1", "archiver")]
+    assert archiver["ok"] and archiver["detail"].startswith("last archived ") and not archiver["data"]["failing"]
+    assert got[("pitr", "db1", "archive lag")]["ok"]
+    assert got[("pitr", "db1", "archive lag")]["data"]["limit_seconds"] == 3 * sandbox_env.pitr.archive_timeout
+    for repo in ("repo1", "repo2"):
+        assert got[("pitr", repo, "stanza")]["ok"], got[("pitr", repo, "stanza")]
+        newest = got[("pitr", repo, "archive")]
+        assert newest["ok"] and newest["data"]["max_wal"] >= archiver["data"]["last_archived_wal"]
+        assert got[("pitr", repo, "backups")]["ok"]  # shown, judged only where physical is the default kind
 
 
 def test_a_host_answering_502_is_shown_not_serving_and_status_exits_1(deployed_app, sandbox_env):
@@ -113,3 +132,37 @@ def test_doctor_checks_the_registry_from_each_host_through_the_tunnel_and_names_
     assert "FAIL" in line and "127.0.0.1:5000 not reachable through the SSH tunnel" in line
     assert "is the registry running on this machine at 127.0.0.1:5000?" in line
     assert inv("doctor", "--host", "sandbox:web1").returncode == 0
+
+
+def test_a_repository_that_lost_its_backup_catalog_fails_status_and_doctor_naming_it(archiving, sandbox_env):
+    # repo2's backup.info (and its copy) moved aside in the real S3: pgBackRest cannot read the
+    # stanza there; repo1 and the archiver are untouched. Put back exactly as it was after.
+    repo = sandbox_env.pitr.repos[1]
+    client = services.s3_client(sandbox_env)
+    base = f"{repo.path.strip('/')}/backup/{sandbox_env.pitr.stanza}/backup.info"
+    moved = []
+    try:
+        for key in (base, base + ".copy"):
+            client.copy_object(Bucket=repo.bucket, Key=key + ".aside", CopySource={"Bucket": repo.bucket, "Key": key})
+            client.delete_object(Bucket=repo.bucket, Key=key)
+            moved.append(key)
+        proc = inv("status", "--host", "sandbox", "--json")
+        doctor = inv("doctor", "--host", "sandbox:db1")
+    finally:
+        for key in moved:
+            client.copy_object(Bucket=repo.bucket, Key=key, CopySource={"Bucket": repo.bucket, "Key": key + ".aside"})
+            client.delete_object(Bucket=repo.bucket, Key=key + ".aside")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    got = items(proc)
+    bad = got[("pitr", "repo2", "stanza")]
+    assert not bad["ok"] and "s3://ops-sandbox-backups-copy/pgbackrest/athlete-platform" in bad["detail"]
+    assert bad["data"]["code"] not in (0, 2)
+    assert got[("pitr", "repo1", "stanza")]["ok"] and got[("pitr", "db1", "archiver")]["ok"]
+    assert {where for _, where, _ in [k for k, v in got.items() if not v["ok"]]} == {"repo2"}
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    line = next(ln for ln in doctor.stdout.splitlines() if "pitr repo2" in ln)
+    assert "FAIL" in line and "ops-sandbox-backups-copy" in line
+    assert " ok " in next(ln for ln in doctor.stdout.splitlines() if "pitr repo1" in ln)
+    assert "error: doctor found problems on db1" in doctor.stderr
+    # Put back: both repositories readable again.
+    assert inv("doctor", "--host", "sandbox:db1").returncode == 0

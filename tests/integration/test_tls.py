@@ -32,6 +32,7 @@ from ops.remote import Gateway
 from ops.tls import hostfiles
 from tests.support.deployed import deployed_app  # noqa: F401 - fixture
 from tests.support.fleet import inv
+from tests.support.inventory_copy import inventory_copy
 from tests.support.pebble import make_ca, make_leaf, running_pebble
 from tests.support.tls_fleet import (
     DOMAIN,
@@ -214,6 +215,24 @@ def test_status_reports_tls_on_and_days_left_per_web_host(issued):
     for h in hosts:
         assert h["tls_on"] is True and h["certificate"]["names"] == [DOMAIN]
         assert h["days_left"] > 30
+
+
+def test_smoke_passes_over_https_on_every_web_host_with_redirect_hsts_and_the_certificate(issued, acme):
+    _, env, _, work, _ = issued
+    root = work / "pebble-issuing-root.pem"
+    root.write_bytes(acme[2].issuing_root_pem())
+    # smoke verifies against the CA that issued the site's certificate (smoke.ca_file): pebble's root here.
+    with inventory_copy(env, "tlssmoke", smoke={"ca_file": str(root)}) as smoke_env:
+        proc = inv("smoke", "--host", smoke_env, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = {(c["target"], c["name"]): c for c in json.loads(proc.stdout)["data"]["checks"]}
+    for host in ("web1", "web2"):
+        assert got[(host, "page /")]["ok"] and got[(host, "page /api/health")]["ok"]
+        assert got[(host, "header Strict-Transport-Security")]["ok"]  # required over TLS
+        assert got[(host, "http -> https")]["detail"].startswith("301 https://")
+        cert = got[(host, "certificate")]
+        assert cert["ok"] and cert["detail"].startswith(f"valid for {DOMAIN}, ")
+        assert got[(host, "websocket upgrade")]["ok"] and got[(host, "websocket upgrade")]["detail"].startswith("101 ")
 
 
 def test_a_deploys_proxy_step_keeps_tls_without_recreating_or_reloading_and_its_check_uses_https(issued):

@@ -45,5 +45,5 @@ def test_notify_sentry_org_without_project_is_one_problem(inv):
 
 
 def test_notify_unknown_event_is_named(inv):
-    assert only_problem(inv, "prod", valid(notify={"events": ["deploy", "deploy_failed"]})).startswith(
+    assert only_problem(inv, "prod", valid(notify={"events": ["deploy", "deploy_started"]})).startswith(
         "notify.events: must be a list of events")
