@@ -57,6 +57,7 @@ from ops import postgres, s3, sandbox
 from ops.appenv import load_env_file
 from ops.backup import physical
 from ops.backup.catalog import list_backups
+from ops.backup.context import BackupContext
 from ops.backup.stream_upload import download_stream
 from ops.backup.timeparse import format_utc
 from ops.commands import docker
@@ -184,14 +185,18 @@ class Fleet:
         return seconds
 
     def delete_logical(self, ids: set[str]) -> list[str]:
+        """Delete this run's logical backups from the primary and, with ``s3.copy``, from the copy."""
         gone = []
-        for entry in list_backups(self.env, self.client, kind="db"):
-            if entry.id in ids:
-                for key in (entry.data_key, entry.manifest_key):
-                    with contextlib.suppress(BotoCoreError, ClientError):
-                        self.client.delete_object(Bucket=self.env.s3.bucket, Key=key)
-                gone.append(entry.id)
-        return gone
+        copy = BackupContext(self.env).copy_context()
+        for env, client in [(self.env, self.client), *([(copy.env, copy.client)] if copy else [])]:
+            bucket = env.s3.bucket
+            for entry in list_backups(env, client, kind="db"):
+                if entry.id in ids:
+                    for key in (entry.data_key, entry.manifest_key):
+                        with contextlib.suppress(BotoCoreError, ClientError):
+                            client.delete_object(Bucket=bucket, Key=key)
+                    gone.append(entry.id)
+        return sorted(set(gone))
 
     def pgbackrest_full(self, repo: int, *, bundle: bool) -> float:
         """A full pgBackRest backup into one repository straight in the container (no tool around it)."""

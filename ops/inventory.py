@@ -24,6 +24,8 @@ from ops.appenv import PROFILES, is_schema_file
 from ops.errors import ConfigError, InventoryError
 from ops.pitr_config import PitrSettings
 from ops.pitr_config import validate as validate_pitr
+from ops.uploads_layout import UploadsSettings
+from ops.uploads_layout import validate as validate_uploads
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
@@ -101,6 +103,12 @@ class S3Settings:
     endpoint_url: str | None = None
     path_style: bool = False
     sse: str | None = None
+    # Names of the ops env file variables holding this target's credentials (never values).
+    key_var: str = "AWS_ACCESS_KEY_ID"
+    secret_var: str = "AWS_SECRET_ACCESS_KEY"
+    # `s3.copy`: a second target (another bucket / endpoint / region) that every logical and
+    # uploads backup is copied to, under the same keys (ops/backup/second_copy.py); None: no copy.
+    copy: S3Settings | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,7 @@ class Accessory:
 
 SMOKE_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy")
 SMOKE_ON_FAILURE = ("report", "rollback")
-NOTIFY_EVENTS = ("deploy", "rollback", "backup_failed", "backup_stale")
+NOTIFY_EVENTS = ("deploy", "rollback", "deploy_failed", "backup_failed", "backup_stale")
 
 
 @dataclass(frozen=True)
@@ -319,6 +327,8 @@ class Environment:
     smoke: SmokeSettings = SmokeSettings()
     notify: NotifySettings = NotifySettings()
     setup: SetupSettings = SetupSettings()
+    # Where uploaded files live so every web host serves one set (ops/uploads_layout.py).
+    uploads: UploadsSettings = UploadsSettings()
 
     def with_roles(self, role: str) -> list[Host]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -388,7 +398,7 @@ class _Validator:
 
     TOP_KEYS = {"app", "production", "image", "registry", "ssh", "hosts", "env_file", "app_dir",
                 "health", "deploy", "doctor", "s3", "sandbox", "build", "migrate", "proxy", "accessories",
-                "hooks_dir", "backup", "ops_env_file", "env_schema", "pitr", "smoke", "notify", "setup"}
+                "hooks_dir", "backup", "ops_env_file", "env_schema", "pitr", "smoke", "notify", "setup", "uploads"}
 
     def __init__(self, name: str, path: Path, root: Path):
         self.name = name
@@ -489,7 +499,8 @@ class _Validator:
                                   or self.root / "inventory" / "hooks",
                                   smoke=self.smoke(raw), notify=self.notify(raw), setup=self.setup(raw))
         env = dataclasses.replace(env, pitr=validate_pitr(self, raw, app=env.app, s3=env.s3,
-                                                          backup_key_var=env.backup.encryption_key_var))
+                                                          backup_key_var=env.backup.encryption_key_var),
+                                  uploads=validate_uploads(self, raw, web_hosts=[h.name for h in env.with_roles("web")]))
         if env.app_dir and not env.app_dir.startswith("/"):
             self.problem("app_dir", f"{env.app_dir!r} is not absolute", "use an absolute path like /srv/app")
         elif env.app_dir and (not APP_DIR_RE.match(env.app_dir) or "/../" in f"{env.app_dir}/"):
@@ -648,18 +659,45 @@ class _Validator:
     def s3(self, raw: dict) -> S3Settings | None:
         if raw.get("s3") is None:
             return None
-        sec = self.section(raw, "s3", {"bucket", "prefix", "region", "endpoint_url", "path_style", "sse"})
-        bucket = self.string(sec, "bucket", "s3.bucket", required=True,
+        sec = self.section(raw, "s3", {"bucket", "prefix", "region", "endpoint_url", "path_style", "sse", "key_var",
+                                       "secret_var", "copy"})
+        primary = self.s3_target(sec, "s3")
+        primary = dataclasses.replace(primary, prefix=self.string(sec, "prefix", "s3.prefix", ""))
+        if sec.get("copy") is None:
+            return primary
+        copy_sec = sec["copy"]
+        if not isinstance(copy_sec, dict):
+            self.problem("s3.copy", f"must be a mapping, got {type(copy_sec).__name__}",
+                         "write 'copy:' followed by indented keys (bucket:, region:, ...)")
+            return primary
+        self.unknown_keys(copy_sec, {"bucket", "region", "endpoint_url", "path_style", "sse", "key_var", "secret_var"},
+                          "s3.copy")
+        # NOTE: the copy keeps the primary's keys (prefix included): its manifests are the same bytes,
+        # whose object_key and HMAC name that key.
+        copy = dataclasses.replace(self.s3_target(copy_sec, "s3.copy"), prefix=primary.prefix)
+        if (copy.bucket, copy.endpoint_url, copy.region) == (primary.bucket, primary.endpoint_url, primary.region):
+            self.problem("s3.copy.bucket", f"{copy.bucket!r} on the same endpoint is the primary bucket itself",
+                         "name another bucket (ideally in another region or at another provider)")
+        return dataclasses.replace(primary, copy=copy)
+
+    def s3_target(self, sec: dict, where: str) -> S3Settings:
+        """bucket, region, endpoint, addressing, SSE and credential variable names of one S3 target."""
+        bucket = self.string(sec, "bucket", f"{where}.bucket", required=True,
                              pattern=re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
                              what="an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
-        endpoint = self.string(sec, "endpoint_url", "s3.endpoint_url", None,
+        endpoint = self.string(sec, "endpoint_url", f"{where}.endpoint_url", None,
                                pattern=re.compile(r"^https?://"), what="a URL starting with http:// or https://")
-        sse = self.string(sec, "sse", "s3.sse", None, pattern=re.compile(r"^(AES256|aws:kms)$"),
+        sse = self.string(sec, "sse", f"{where}.sse", None, pattern=re.compile(r"^(AES256|aws:kms)$"),
                           what="AES256 or aws:kms")
-        return S3Settings(bucket=bucket or "", prefix=self.string(sec, "prefix", "s3.prefix", ""),
-                          region=self.string(sec, "region", "s3.region", "us-east-1"),
-                          endpoint_url=endpoint, path_style=self.boolean(sec, "path_style", "s3.path_style", False),
-                          sse=sse)
+        var = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+        return S3Settings(bucket=bucket or "", region=self.string(sec, "region", f"{where}.region", "us-east-1"),
+                          endpoint_url=endpoint,
+                          path_style=self.boolean(sec, "path_style", f"{where}.path_style", False), sse=sse,
+                          key_var=self.string(sec, "key_var", f"{where}.key_var", "AWS_ACCESS_KEY_ID", pattern=var,
+                                              what="a variable name of the ops env file like DR_AWS_ACCESS_KEY_ID"),
+                          secret_var=self.string(sec, "secret_var", f"{where}.secret_var", "AWS_SECRET_ACCESS_KEY",
+                                                 pattern=var, what="a variable name of the ops env file like "
+                                                                   "DR_AWS_SECRET_ACCESS_KEY"))
 
     def build(self, raw: dict) -> BuildSettings:
         sec = self.section(raw, "build", {"source", "dockerfile", "args", "ca_bundle"})

@@ -32,7 +32,10 @@ class S3CredentialsMissing(ConfigError):
 
 
 def credentials_missing(env: Environment | None, detail: str = "") -> S3CredentialsMissing:
-    """The one message for absent S3 credentials, naming where to put them."""
+    """The one message for absent S3 credentials, naming where to put them (and which variables:
+    a copy target (``s3.copy``) names its own)."""
+    key_id, secret = (env.s3.key_var, env.s3.secret_var) if env is not None and env.s3 is not None else (KEY_ID,
+                                                                                                       SECRET)
     if env is not None and env.ops_env_file is not None:
         where = f"{env.ops_env_file.name} (ops_env_file in {env.path.name}) or the environment"
     elif env is not None:
@@ -40,7 +43,7 @@ def credentials_missing(env: Environment | None, detail: str = "") -> S3Credenti
     else:
         where = "the ops env file (ops_env_file) or the environment"
     return S3CredentialsMissing(
-        f"S3 credentials missing{f' ({detail})' if detail else ''}: set {KEY_ID} and {SECRET} in {where}",
+        f"S3 credentials missing{f' ({detail})' if detail else ''}: set {key_id} and {secret} in {where}",
         hint="or give boto3 its usual credentials (~/.aws/credentials, AWS_PROFILE, an instance role)")
 
 
@@ -75,14 +78,20 @@ def s3_error(exc: Exception, action: str, bucket: str, env: Environment | None =
 
 
 def _explicit_credentials(env: Environment, values: dict[str, str]) -> dict[str, str]:
-    key_id = values.get(KEY_ID) or operator_value(env, KEY_ID)
-    secret = values.get(SECRET) or operator_value(env, SECRET)
+    key_var, secret_var = env.s3.key_var, env.s3.secret_var
+    key_id = values.get(key_var) or operator_value(env, key_var)
+    secret = values.get(secret_var) or operator_value(env, secret_var)
     if key_id and secret:
         return {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
     if env.sandbox is not None:
         return {"aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"}
     if key_id or secret:
-        raise credentials_missing(env, f"{SECRET if key_id else KEY_ID} is not set, {KEY_ID if key_id else SECRET} is")
+        raise credentials_missing(env, f"{secret_var if key_id else key_var} is not set, "
+                                       f"{key_var if key_id else secret_var} is")
+    if (key_var, secret_var) != (KEY_ID, SECRET):
+        # NOTE: a target with its own variables (a copy elsewhere) must not silently fall back to
+        # the primary's credentials from boto3's chain.
+        raise credentials_missing(env)
     return {}
 
 

@@ -372,3 +372,43 @@ def prune(env, client, *, now: datetime, dry_run: bool, orphan_age: timedelta = 
     if dry_run:
         return PruneReport(plan.decisions, plan.orphans, [], [], plan.warnings)
     return apply_prune(env, client, plan)
+
+
+# ---------------------------------------------------------------- the second copy (s3.copy)
+
+
+@dataclass(frozen=True)
+class CopyCheck:
+    """Whether the second copy holds what the primary holds: ``problems`` one line each (empty: in step)."""
+
+    problems: list[str]
+    per_kind: dict[str, int]  # kind -> backups in only one target, or differing
+    reachable: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and not self.problems
+
+
+def copy_check(located, *, reachable: bool, unreachable_reason: str = "", kinds=tuple(KINDS)) -> CopyCheck:
+    """From ``second_copy.locate``: every backup missing from one target or differing is a problem."""
+    diverging = [loc for loc in located if loc.diverges]
+    per_kind = {kind: sum(1 for loc in diverging if loc.entry.kind == kind) for kind in kinds}
+    problems = [loc.line() for loc in diverging]
+    if not reachable:
+        problems.insert(0, unreachable_reason or "the second copy could not be listed")
+    return CopyCheck(problems, per_kind, reachable)
+
+
+COPY_METRICS = (
+    ("ops_backup_copy_reachable", "1 when the second copy (s3.copy) could be listed, else 0."),
+    ("ops_backup_copy_diverging", "Backups present in only one of primary and copy, or differing between them."),
+)
+
+
+def copy_prometheus_text(env: str, result: CopyCheck) -> str:
+    lines = [f"# HELP {COPY_METRICS[0][0]} {COPY_METRICS[0][1]}", f"# TYPE {COPY_METRICS[0][0]} gauge",
+             f'{COPY_METRICS[0][0]}{{env="{env}"}} {1 if result.reachable else 0}',
+             f"# HELP {COPY_METRICS[1][0]} {COPY_METRICS[1][1]}", f"# TYPE {COPY_METRICS[1][0]} gauge"]
+    lines += [f"{COPY_METRICS[1][0]}{_labels(env, kind)} {count}" for kind, count in result.per_kind.items()]
+    return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ the S3 client, the encryption passphrase, audit lines, manifests) and how a back
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +43,15 @@ class BackupContext:
     # Byte counts of every transfer (to S3 and back); what the operator sees is the task's choice.
     progress: Progress = NO_PROGRESS
     _app_values: dict[str, str] | None = None
+    # What went wrong without failing the task (a second copy that could not be written): the task
+    # prints these after its result.
+    warnings: list[str] = field(default_factory=list)
+    # The second copies this context wrote (ops.backup.second_copy.Copied), for the task's result line.
+    copied: list = field(default_factory=list)
+    # "primary" or "copy": which S3 target this context reads and writes (see copy_context).
+    target: str = "primary"
+    _copy: BackupContext | None = field(default=None, repr=False, compare=False)
+    _primary: BackupContext | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.env.s3 is None:
@@ -53,6 +63,28 @@ class BackupContext:
     @property
     def bucket(self) -> str:
         return self.env.s3.bucket
+
+    def copy_context(self) -> BackupContext | None:
+        """The same environment against its second copy (``s3.copy``), None when it has none.
+
+        It shares the secrets, the masker and the progress display; its client is the copy's own
+        (its own credentials variables)."""
+        if self.env.s3.copy is None:
+            return None
+        if self._copy is None:
+            # NOTE: the copy holds the primary's keys: its prefix is always the primary's.
+            env = dataclasses.replace(self.env, s3=dataclasses.replace(self.env.s3.copy, prefix=self.env.s3.prefix))
+            self._copy = BackupContext(env, say=self.say, masker=self.masker, target="copy",
+                                       _app_values=self._app_values)
+            self._copy._primary = self
+            # NOTE: one list: a copy's warnings are the task's warnings.
+            self._copy.warnings = self.warnings
+        self._copy.progress = self.progress
+        return self._copy
+
+    def warn(self, line: str) -> None:
+        """A problem that does not fail the task, kept for the task to print with its result."""
+        self.warnings.append(self.masker(line))
 
     def app_values(self) -> dict[str, str]:
         """The app's env file (POSTGRES_*), secrets registered with the masker."""
@@ -106,8 +138,9 @@ class BackupContext:
         key = self.manifest_key()
         if key is not None:
             sign(m, key)
+        body = m.to_json()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=manifest.manifest_key(m.object_key), Body=m.to_json(),
+            self.client.put_object(Bucket=self.bucket, Key=manifest.manifest_key(m.object_key), Body=body,
                                    ContentType="application/json", **extra)
         except (BotoCoreError, ClientError) as exc:
             if new_backup:
@@ -115,6 +148,26 @@ class BackupContext:
                     self.client.delete_object(Bucket=self.bucket, Key=m.object_key)
             raise self.s3_error(f"writing the manifest of {m.id}" + (" (data removed)" if new_backup else ""),
                                 exc) from None
+        if not new_backup:
+            self._rewrite_in_other(m, body)
+
+    def _rewrite_in_other(self, m: manifest.Manifest, body: bytes) -> None:
+        """A rewritten manifest (a drill's outcome, a safety mark) written to the other target too, where
+        that target holds the backup: both copies keep the same bytes, hence the same HMAC."""
+        other = self.copy_context() if self.target == "primary" else self._primary
+        if other is None:
+            return
+        key = manifest.manifest_key(m.object_key)
+        extra = {"ServerSideEncryption": other.env.s3.sse} if other.env.s3.sse else {}
+        try:
+            other.client.head_object(Bucket=other.bucket, Key=key)
+        except (BotoCoreError, ClientError):
+            return  # not there (or unreachable): backup.check reports the divergence
+        try:
+            other.client.put_object(Bucket=other.bucket, Key=key, Body=body, ContentType="application/json", **extra)
+        except (BotoCoreError, ClientError) as exc:
+            self.warn(f"the {other.target}'s manifest of {m.id} was not updated ({exc}): "
+                      f"inv backup.copy --host {self.env.name} puts it in step")
 
     def s3_error(self, what: str, exc: Exception) -> BackupFailed:
         return BackupFailed(f"{what}: S3 error: {self.masker(str(exc))}",

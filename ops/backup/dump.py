@@ -35,7 +35,7 @@ from psycopg import sql
 
 from ops import __version__, audit
 from ops.background import Background
-from ops.backup import crypto, manifest
+from ops.backup import crypto, manifest, second_copy
 from ops.backup.command_upload import stream_to_s3
 from ops.backup.context import BackupContext, BackupFailed
 from ops.commands import Argv, docker, render
@@ -89,16 +89,25 @@ def plan_db(ctx: BackupContext, *, checksums: bool) -> list[str]:
         f"  stdout -> s3://{ctx.bucket}/{key} (multipart, sha256 while streaming"
         f"{', client-side encrypted' if encrypted else ''})",
         f"  then s3://{ctx.bucket}/{manifest.manifest_key(key)} (written last)",
+        *([f"  {second_copy.describe(ctx)}"] if env.s3.copy else []),
         f"audit line on {', '.join(env.hosts)}",
     ]
 
 
+def _copy_outcome(ctx: BackupContext, copied) -> str:
+    if ctx.env.s3.copy is None:
+        return ""
+    return f"; copy in s3://{copied.bucket}" if copied else "; SECOND COPY FAILED"
+
+
 def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_size: int | None = None,
-              lock_wait: float = 0.0, lock: bool = True) -> manifest.Manifest:
-    """Dump the Postgres accessory to S3; return the manifest (written last).
+              lock_wait: float = 0.0, lock: bool = True, extra: dict | None = None) -> manifest.Manifest:
+    """Dump the Postgres accessory to S3; return the manifest (written last), then copy it to the
+    second target (``s3.copy``; a failure there is a warning on ``ctx``: the backup is good).
 
     ``lock=False``: the caller already holds the environment lock (a restore's
-    safety backup runs under the restore's own lock).
+    safety backup runs under the restore's own lock). ``extra``: manifest keys written with it
+    (e.g. a safety backup's reason), so no rewrite is needed after.
     """
     env = ctx.env
     target = pg_target(env, ctx.app_values())
@@ -155,10 +164,12 @@ def backup_db(ctx: BackupContext, gw: Gateway, *, checksums: bool = True, part_s
             started_at=started, finished_at=audit.utcnow(), tool_version=__version__,
             encryption=encryptor.info if encryptor is not None else None, snapshot_at=snapshot_at,
             database=target.dbname, server_version=snap.server_version, newest_migration=snap.migration,
-            app_release=release, table_counts=counts, table_checksums=sums,
+            app_release=release, table_counts=counts, table_checksums=sums, extra=dict(extra or {}),
         )
         ctx.put_manifest(m, new_backup=True)
-        op.outcome = f"{backup_id} {m.size} bytes sha256 {m.sha256[:12]} key {key} (release {release or '-'})"
+        copied = second_copy.replicate_or_warn(ctx, m)
+        op.outcome = (f"{backup_id} {m.size} bytes sha256 {m.sha256[:12]} key {key} (release {release or '-'})"
+                      + _copy_outcome(ctx, copied))
     for warning in op.warnings:
         ctx.say(f"warning: {warning}")
     return m

@@ -13,8 +13,10 @@ bytes (``find -printf``) and prints one line on stderr; those go into the manife
 NOTE: the count is taken right after the tar, in the same run: a file written in
 between shows in one and not the other; tar's archive is the truth for restores.
 
-With several web hosts, each has its own volume unless the volume is shared storage:
-the first web host's is the one backed up.
+Where the uploads live is the inventory's ``uploads:`` layout (``ops/uploads_layout.py``): one
+web host's own volume, or, with several web hosts, one shared directory every web host mounts
+(the volume ``<app>-uploads`` is its bind): the set is archived once, through the first web host,
+after checking that host's volume is the shared directory (a per-host volume there is refused).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import secrets
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ops import __version__, audit
-from ops.backup import crypto, manifest
+from ops import __version__, audit, uploads_layout
+from ops.backup import crypto, manifest, second_copy
 from ops.backup.command_upload import stream_to_s3
 from ops.backup.context import BackupContext, BackupFailed
 from ops.commands import Argv, docker, render
@@ -51,11 +53,13 @@ SCRIPT = (f"cd {DATA} || exit 2; "
 
 
 def volume_name(env: Environment) -> str:
-    """The named volume the web containers mount at FILE_UPLOAD_DIR (see ops/deploy/switch.py)."""
-    return f"{env.app}-uploads"
+    """The named volume the web containers mount at FILE_UPLOAD_DIR (see ops/deploy/switch.py); with
+    shared uploads (``uploads.storage: shared``) it is a bind of ``uploads.path``."""
+    return uploads_layout.volume_name(env.app)
 
 
 def web_host(env: Environment) -> Host:
+    uploads_layout.refuse_object_storage(env)
     webs = env.with_roles("web")
     if not webs:
         raise ConfigError(f"{env.path.name} has no web host: the uploads volume lives on the web hosts",
@@ -90,6 +94,9 @@ def tar_image(gw: Gateway, host: Host) -> str:
 
 def check_volume(gw: Gateway, host: Host) -> None:
     name = volume_name(gw.env)
+    if gw.env.uploads.shared:
+        uploads_layout.ensure_volume(gw, host)  # the shared directory, or a refusal naming the fix
+        return
     if not gw.query(host, docker.volume_inspect_argv(name), check=False).ok:
         raise HostError(f"no volume {name} on {host.name}: nothing to back up",
                         host=host.name, hint=f"deploy the app first: inv deploy --host {gw.env.name}")
@@ -104,10 +111,13 @@ def plan_uploads(ctx: BackupContext) -> list[str]:
     key = manifest.data_key(env, "uploads", backup_id, started, manifest.extension("uploads", encrypted=encrypted))
     return [
         f"lock environment {env.name} on {', '.join(env.hosts)} (backup.uploads)",
+        *([f"{host.name}: check that volume {volume_name(env)} is the shared uploads.path {env.uploads.path} "
+           "(every web host's uploads: one set)"] if env.uploads.shared else []),
         f"{host.name}$ {render(tar_argv(env, 'release-image')).replace('release-image', '<image of the current release>')}",
         f"  stdout -> s3://{ctx.bucket}/{key} (multipart, sha256 while streaming"
         f"{', client-side encrypted' if encrypted else ''})",
         f"  then s3://{ctx.bucket}/{manifest.manifest_key(key)} (written last)",
+        *([f"  {second_copy.describe(ctx)}"] if env.s3.copy else []),
     ]
 
 
@@ -144,7 +154,9 @@ def backup_uploads(ctx: BackupContext, gw: Gateway, *, part_size: int | None = N
             encryption=encryptor.info if encryptor is not None else None,
             file_count=files, source_bytes=size)
         ctx.put_manifest(m, new_backup=True)
-        op.outcome = f"{backup_id} {m.file_count} files {m.size} bytes key {key}"
+        copied = second_copy.replicate_or_warn(ctx, m)
+        op.outcome = f"{backup_id} {m.file_count} files {m.size} bytes key {key}" + (
+            "" if env.s3.copy is None else f"; copy in s3://{copied.bucket}" if copied else "; SECOND COPY FAILED")
     for warning in op.warnings:
         ctx.say(f"warning: {warning}")
     return m

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import audit
-from ops.backup import authenticity, catalog, crypto
+from ops.backup import authenticity, catalog, crypto, second_copy
 from ops.backup.authenticity import Authenticity
 from ops.backup.catalog import Entry
 from ops.backup.context import BackupContext
@@ -175,6 +175,27 @@ def choose(ctx: BackupContext, backup_id: str | None) -> Entry:
         raise catalog.BackupNotFound("no db backups to verify",
                                      hint=f"take one first: inv backup.db --host {ctx.env.name}")
     return entry
+
+
+def choose_source(ctx: BackupContext, backup_id: str | None, source: str = "") -> tuple[BackupContext, Entry]:
+    """(the context to read from, the backup): ``source`` (primary or copy) when given; else the
+    primary, and the second copy (``s3.copy``) when the primary does not hold it, saying so."""
+    if source:
+        src = second_copy.source_context(ctx, source)
+        return src, choose(src, backup_id)
+    try:
+        return ctx, choose(ctx, backup_id)
+    except catalog.BackupNotFound as exc:
+        cc = ctx.copy_context()
+        if cc is None:
+            raise
+        try:
+            entry = choose(cc, backup_id)
+        except OpsError:
+            raise exc from None
+        ctx.say(f"warning: {exc.message} in the primary s3://{ctx.bucket}: reading {entry.id} from the second copy, "
+                f"s3://{cc.bucket}")
+        return cc, entry
 
 
 def _open(ctx: BackupContext, entry: Entry, auth: Authenticity, *, if_match: str | None = None
@@ -321,12 +342,15 @@ def verify_uploads(ctx: BackupContext, entry: Entry, auth: Authenticity | None =
 
 
 def verify(ctx: BackupContext, gw: Gateway, backup_id: str | None = None, *,
-           trust_unauthenticated: bool = False) -> VerifyResult:
+           trust_unauthenticated: bool = False, source: str = "") -> VerifyResult:
     """Run the drill, record the outcome in the manifest, audit it; raise VerifyFailed when not ok.
 
+    ``source``: primary or copy (``s3.copy``); default the primary, the copy when the primary does
+    not hold the backup. The outcome is recorded in both targets' manifests (where both hold it).
     A backup that is not authentic (``NotAuthentic``) is refused before the drill and NOT marked:
     marking rewrites (and signs) the manifest, which must never launder a forged one."""
-    entry = choose(ctx, backup_id)
+    primary = ctx
+    ctx, entry = choose_source(ctx, backup_id, source)
     auth = authenticate(ctx, entry, trust_unauthenticated=trust_unauthenticated)
     started = audit.utcnow()
     result = (verify_db(ctx, gw, entry, auth) if entry.manifest.kind == "db"
@@ -334,7 +358,8 @@ def verify(ctx: BackupContext, gw: Gateway, backup_id: str | None = None, *,
     result.seconds = (audit.utcnow() - started).total_seconds()
     entry.manifest.mark_verified(result.ok, result.detail, audit.utcnow())
     ctx.put_manifest(entry.manifest)
-    ctx.audit(gw, "backup.verify", "ok" if result.ok else "failed", f"{entry.id}: {result.detail}")
+    primary.audit(gw, "backup.verify", "ok" if result.ok else "failed",
+                  f"{entry.id}{'' if ctx is primary else ' (read from the second copy)'}: {result.detail}")
     if not result.ok:
         raise VerifyFailed(f"backup {entry.id} failed verification: {result.detail}",
                            hint="do not rely on this backup; take a new one and investigate "

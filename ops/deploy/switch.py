@@ -31,7 +31,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from ops import registry
+from ops import registry, uploads_layout
 from ops.commands import docker, shell
 from ops.commands.nginx import HTTPS_CONTAINER_PORT, nginx_reload_argv, nginx_test_argv, render_site_conf
 from ops.deploy import assets
@@ -98,6 +98,9 @@ def start_container(gw: Gateway, host: Host, release: Release, app: AppSettings)
         gw.run(host, docker.cpu_shares_argv(name, STARTING_CPU_SHARES))
         gw.run(host, docker.start_argv(name))
         return name
+    # The uploads volume as the inventory's uploads: layout says (on shared storage: a bind of
+    # it), before docker would make a per-host volume of that name by itself.
+    uploads_layout.ensure_volume(gw, host)
     gw.run(host, docker.run_argv(
         name, release.image, env_file=layout.release_env(release.id),
         # Non-secret identity of the release, so the app can show it.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -56,11 +56,16 @@ def _s3_read_error(m: Manifest, exc: Exception) -> OpsError:
 
 @dataclass(frozen=True)
 class CheckedObject:
-    """A backup object that passed the checks before any change: what the restore may read."""
+    """A backup object that passed the checks before any change: what the restore may read, and
+    where it was checked (the primary target or the second copy, ``s3.copy``): the restore reads
+    exactly there."""
 
     seconds: float
     etag: str
     authenticity: Authenticity
+    bucket: str = ""
+    source: str = "primary"
+    client: object = field(default=None, repr=False, compare=False)
 
 
 def authenticate(ctx: BackupContext, m: Manifest, *, trust_unauthenticated: bool = False) -> Authenticity:
@@ -98,7 +103,7 @@ def check_object(ctx: BackupContext, m: Manifest, *, trust_unauthenticated: bool
         raise RestoreRefused(f"backup {m.id}: the object's SHA-256 is {reader.sha256[:16]}..., its manifest says "
                              f"{m.sha256[:16]}...: damaged or replaced; refusing to restore it (nothing was changed)",
                              hint="pick another backup: inv backup.list --host " + ctx.env.name)
-    return CheckedObject(time.monotonic() - t0, etag, auth)
+    return CheckedObject(time.monotonic() - t0, etag, auth, ctx.bucket, ctx.target, ctx.client)
 
 
 def plain_reader(ctx: BackupContext, m: Manifest, stored, bound_to: str | None):
@@ -124,7 +129,8 @@ def object_stream(ctx: BackupContext, m: Manifest, checked: CheckedObject):
     """(hashing reader of the stored bytes, reader of the plain bytes) of exactly the object that was
     checked (``If-Match``); the S3 body closed after."""
     try:
-        body, _, _ = download_object(ctx.client, ctx.bucket, m.object_key, if_match=checked.etag or None)
+        body, _, _ = download_object(checked.client or ctx.client, checked.bucket or ctx.bucket, m.object_key,
+                                     if_match=checked.etag or None)
     except ObjectChanged as exc:
         raise RestoreRefused(f"backup {m.id}: {exc.message}; refusing it (nothing of it was restored)",
                              hint=exc.hint) from None

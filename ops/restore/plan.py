@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ops import audit
+from ops import audit, uploads_layout
+from ops.backup import second_copy
 from ops.backup import uploads as backup_uploads
-from ops.backup.catalog import Entry, find_at, get, list_backups
+from ops.backup.catalog import BackupNotFound, Entry, find_at, get, list_backups, restore_point
 from ops.backup.context import BackupContext
 from ops.backup.manifest import Manifest
 from ops.backup.timeparse import format_utc, parse_at
 from ops.commands import docker
-from ops.errors import ConfigError
+from ops.errors import ConfigError, OpsError
 from ops.inventory import Environment, Host
 from ops.postgres import DatabaseURL, PgTarget, pg_target
 from ops.remote import Gateway
@@ -73,9 +74,9 @@ class DbPlan:
             f"  data loss  writes after {format_utc(point)} are not in it" + (
                 f": {human_age(lost)} before the target {format_utc(self.at)}" if not self.how else
                 " (the live database is kept, with them)"),
-            f"  object     s3://{self.env.s3.bucket}/{m.object_key}, {human_bytes(m.size)}"
+            f"  object     s3://{self.checked.bucket or self.env.s3.bucket}/{m.object_key}, {human_bytes(m.size)}"
             f"{', encrypted' if m.encrypted else ''}; sha256 {m.sha256[:16]}... checked just now "
-            f"({self.checked_seconds:.1f}s)",
+            f"({self.checked_seconds:.1f}s)" + (" — from the SECOND COPY" if self.checked.source == "copy" else ""),
             f"  authentic  {self.checked.authenticity.line}",
             f"  contents   database {m.database or '?'} (PostgreSQL {m.server_version or '?'}), {len(m.table_counts)} "
             f"tables, {rows} rows; migration head {m.newest_migration or '(none)'}; release {m.app_release or '?'}",
@@ -111,7 +112,7 @@ class DbPlan:
 def choose(ctx: BackupContext, kind: str, *, at_text: str, backup_id: str,
            now: datetime) -> tuple[Entry, datetime, str, list[str]]:
     """(the backup, the target time, how it was chosen, the listing's warnings about it) from ``--at``
-    or ``--id`` (exactly one)."""
+    or ``--id`` (exactly one), in ``ctx``'s target."""
     env = ctx.env
     if bool(at_text) == bool(backup_id):
         raise ConfigError(f"say which {kind} backup: --at TIMESTAMP or --id ID (one of them)",
@@ -129,12 +130,47 @@ def choose(ctx: BackupContext, kind: str, *, at_text: str, backup_id: str,
     return entry, at, "", [w for w in listing.warnings if entry.id in w]
 
 
+def choose_source(ctx: BackupContext, kind: str, *, at_text: str, backup_id: str, now: datetime,
+                  source: str = "") -> tuple[BackupContext, Entry, datetime, str, list[str]]:
+    """``choose`` in the target to read from: ``source`` (primary or copy) when given; else the primary,
+    and the second copy (``s3.copy``) when it holds the backup asked for and the primary does not, or
+    holds a newer one for ``--at`` (the primary lost it): said in the warnings."""
+    if source:
+        src = second_copy.source_context(ctx, source)
+        return (src, *choose(src, kind, at_text=at_text, backup_id=backup_id, now=now))
+    cc = ctx.copy_context()
+    try:
+        primary = choose(ctx, kind, at_text=at_text, backup_id=backup_id, now=now)
+    except BackupNotFound as exc:
+        if cc is None:
+            raise
+        try:
+            found = choose(cc, kind, at_text=at_text, backup_id=backup_id, now=now)
+        except OpsError:
+            raise exc from None
+        return cc, *found[:3], [*found[3], f"{exc.message} in the primary s3://{ctx.bucket}: reading "
+                                f"{found[0].id} from the second copy, s3://{cc.bucket}"]
+    if cc is None or backup_id:
+        return (ctx, *primary)
+    try:
+        copied = choose(cc, kind, at_text=at_text, backup_id=backup_id, now=now)
+    except OpsError:
+        return (ctx, *primary)  # NOTE: the copy unreachable or empty: the primary's choice stands
+    if restore_point(copied[0]) > restore_point(primary[0]):
+        return cc, *copied[:3], [*copied[3], f"the newest {kind} backup before the target, {copied[0].id}, is only in "
+                                 f"the second copy s3://{cc.bucket} (the primary has {primary[0].id}): reading it "
+                                 "from the copy"]
+    return (ctx, *primary)
+
+
 def prepare_db(ctx: BackupContext, gw: Gateway, at_text: str = "", *, backup_id: str = "",
-               trust_unauthenticated: bool = False, now: datetime | None = None) -> DbPlan:
-    """Everything before any change: the backup chosen, its object checked, the live state read."""
+               trust_unauthenticated: bool = False, now: datetime | None = None, source: str = "") -> DbPlan:
+    """Everything before any change: the backup chosen (``source``: see ``choose_source``), its object
+    checked, the live state read."""
     env = ctx.env
     now = now or audit.utcnow()
-    entry, at, how, warnings = choose(ctx, "db", at_text=at_text, backup_id=backup_id, now=now)
+    src, entry, at, how, warnings = choose_source(ctx, "db", at_text=at_text, backup_id=backup_id, now=now,
+                                                  source=source)
     m = entry.manifest
     target = pg_target(env, ctx.app_values())
     role = _app_role(ctx)
@@ -157,7 +193,7 @@ def prepare_db(ctx: BackupContext, gw: Gateway, at_text: str = "", *, backup_id:
     if live is not None and free is not None and free < live.size:
         warnings.append(f"free space on the data volume ({human_bytes(free)}) is less than the live database "
                         f"({human_bytes(live.size)}): both exist side by side during the restore")
-    checked = check_object(ctx, m, trust_unauthenticated=trust_unauthenticated)
+    checked = _check(ctx, src, m, trust_unauthenticated=trust_unauthenticated)
     return DbPlan(env, at, entry, target, live, new_db, before_db, role, free,
                   {h.name: serving.ok[h.name] for h in webs}, checked, warnings, how)
 
@@ -188,6 +224,7 @@ class UploadsPlan:
     ts: str
     checked: CheckedObject
     how: str
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def manifest(self) -> Manifest:
@@ -203,31 +240,52 @@ class UploadsPlan:
             f"uploads restore plan for {self.env.name} ({self.how}):",
             f"  backup     {m.id}, finished {format_utc(m.finished_at)}, {m.file_count} files "
             f"({human_bytes(m.source_bytes)} unpacked)",
-            f"  object     s3://{self.env.s3.bucket}/{m.object_key}, {human_bytes(m.size)}"
-            f"{', encrypted' if m.encrypted else ''}; sha256 checked just now ({self.checked_seconds:.1f}s)",
+            f"  object     s3://{self.checked.bucket or self.env.s3.bucket}/{m.object_key}, {human_bytes(m.size)}"
+            f"{', encrypted' if m.encrypted else ''}; sha256 checked just now ({self.checked_seconds:.1f}s)"
+            + (" — from the SECOND COPY" if self.checked.source == "copy" else ""),
             f"  authentic  {self.checked.authenticity.line}",
             f"  1. lock environment {self.env.name}",
             f"  2. on {', '.join(h.name for h in self.hosts)}: extract the archive (streamed from S3) into "
-            f"volume {vol} under .restore-{self.ts}/ and check its file count (the live files are not touched)",
+            f"volume {vol} under .restore-{self.ts}/ and check its file count (the live files are not touched)"
+            + (f"; the uploads are one set on the shared uploads.path {self.env.uploads.path}, which every web "
+               "host serves" if self.env.uploads.shared else ""),
             f"  3. move the current files into .before-restore-{self.ts}/ and the restored ones in their place "
             "(renames; the app keeps running)",
             f"  4. keep .before-restore-{self.ts}/ (remove it once sure; the command is printed)",
+            *(f"  warning: {w}" for w in self.warnings),
         ]
 
 
+def _check(ctx: BackupContext, src: BackupContext, m: Manifest, *, trust_unauthenticated: bool) -> CheckedObject:
+    """``check_object`` in the chosen target; a refusal in the primary names the way to the copy."""
+    try:
+        return check_object(src, m, trust_unauthenticated=trust_unauthenticated)
+    except RestoreRefused as exc:
+        if src is ctx and ctx.copy_context() is not None:
+            raise RestoreRefused(exc.message, hint=f"{exc.hint}; or read the second copy of it: --from copy") \
+                from None
+        raise
+
+
 def prepare_uploads(ctx: BackupContext, hosts: list[Host], *, at_text: str = "", backup_id: str = "",
-                    trust_unauthenticated: bool = False, now: datetime | None = None) -> UploadsPlan:
+                    trust_unauthenticated: bool = False, now: datetime | None = None,
+                    source: str = "") -> UploadsPlan:
     env = ctx.env
     now = now or audit.utcnow()
     if bool(at_text) == bool(backup_id):
         raise ConfigError("say which uploads backup: --at TIMESTAMP or --id ID (one of them)",
                           hint=f"ids: inv backup.list --host {env.name}")
+    uploads_layout.refuse_object_storage(env)
     webs = [h for h in hosts if "web" in h.roles]
     if not webs:
         raise ConfigError("no web host selected: the uploads volume lives on the web hosts",
                           hint=f"use --host {env.name} or {env.name}:<web host>")
-    entry, at, how, _ = choose(ctx, "uploads", at_text=at_text, backup_id=backup_id, now=now)
+    if env.uploads.shared:
+        # NOTE: one set on shared storage: restored once, through one host; every web host then serves it.
+        webs = webs[:1]
+    src, entry, at, how, warnings = choose_source(ctx, "uploads", at_text=at_text, backup_id=backup_id, now=now,
+                                                  source=source)
     how = how or f"newest before {format_utc(at)}"
-    checked = check_object(ctx, entry.manifest, trust_unauthenticated=trust_unauthenticated)
-    return UploadsPlan(env, entry, webs, stamp(now), checked, how)
+    checked = _check(ctx, src, entry.manifest, trust_unauthenticated=trust_unauthenticated)
+    return UploadsPlan(env, entry, webs, stamp(now), checked, how, warnings)
 

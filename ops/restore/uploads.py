@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ops import uploads_layout
 from ops.backup import uploads as backup_uploads
 from ops.backup.context import BackupContext
 from ops.commands import docker
@@ -102,7 +103,9 @@ def restore_uploads(ctx: BackupContext, gw: Gateway, plan: UploadsPlan, *, say: 
 
 def _restore_uploads_on(ctx: BackupContext, gw: Gateway, host: Host, plan: UploadsPlan) -> tuple[int, str, list[str]]:
     env, m, ts = ctx.env, plan.manifest, plan.ts
-    gw.run(host, docker.volume_create_argv(backup_uploads.volume_name(env), labels={"ops.app": env.app}))
+    # The volume where the layout says (the per-host one created when missing; with shared uploads the
+    # bind of uploads.path, a per-host volume refused): the restore must land in the set the app serves.
+    uploads_layout.ensure_volume(gw, host)
     image = backup_uploads.tar_image(gw, host)
     name = f"{env.app}-restore-uploads-{ts.replace('_', '-')}"
 

@@ -87,7 +87,9 @@ def up(env: Environment, *, say: Say = _quiet) -> Report:
         fleet.wait_ready(host, deadline)
         fleet.install_authorized_key(host, public)
         entries.append((host.address, host.port, fleet.host_keys(host)))
-        step(f"{host.name}: ready (ssh {host.user}@{host.address}:{host.port}, inner dockerd up)")
+        shared = fleet.own_shared_uploads(env, host)
+        step(f"{host.name}: ready (ssh {host.user}@{host.address}:{host.port}, inner dockerd up"
+             + (f", {shared})" if shared else ")"))
     keys.write_known_hosts(env.ssh.known_hosts, keys.known_hosts_text(entries))
     step(f"known_hosts {env.ssh.known_hosts}: {sum(len(e[2]) for e in entries)} host keys")
     report.seconds = time.monotonic() - t0

@@ -30,6 +30,11 @@ PREFIX = "ops-sandbox-"
 DOCKERD_LOG = "/var/log/dockerd.log"
 READY_TIMEOUT = 120.0
 DOCKER_TIMEOUT = 60.0
+# One volume of this machine mounted in every web host at `uploads.path` (uploads.storage: shared):
+# the sandbox's stand-in for an NFS share. The examples' images run the app as this uid
+# (examples/*/Dockerfile), so the shared directory is theirs.
+UPLOADS_VOLUME = f"{PREFIX}uploads"
+APP_UID = 10001
 
 # Docker-in-Docker without --privileged (which fails here: no CAP_SYS_RESOURCE).
 DIND_FLAGS: tuple[str, ...] = (
@@ -83,26 +88,37 @@ def host_command(host: str) -> str:
     ))
 
 
-def _host_run_args(host: Host, image: str, network: str, publish: Mapping[int, int]) -> list[str]:
+def shared_mounts(env: Environment, host: Host) -> tuple[tuple[str, str], ...]:
+    """(volume, path in the host) mounts every web host shares: the uploads with storage: shared."""
+    if "web" in host.roles and env.uploads.shared:
+        return ((UPLOADS_VOLUME, env.uploads.path),)
+    return ()
+
+
+def _host_run_args(host: Host, image: str, network: str, publish: Mapping[int, int],
+                   mounts: tuple[tuple[str, str], ...] = ()) -> list[str]:
     args = ["--name", container_name(host.name), "--hostname", host.name,
             "--network", network, "--ip", host.private_address, "--network-alias", host.name,
             *DIND_FLAGS,
             "-v", f"{volume_name(host.name)}:/var/lib/docker",
+            *(arg for source, path in mounts for arg in ("-v", f"{source}:{path}")),
             "-p", f"127.0.0.1:{host.port}:22"]
     for local_port, container_port in sorted(publish.items()):
         args += ["-p", f"127.0.0.1:{local_port}:{container_port}"]
     return args + [image, "sh", "-c", host_command(host.name)]
 
 
-def spec_hash(host: Host, image: str, network: str, publish: Mapping[int, int]) -> str:
+def spec_hash(host: Host, image: str, network: str, publish: Mapping[int, int],
+              mounts: tuple[tuple[str, str], ...] = ()) -> str:
     """Hash of everything the container is created from: a change means recreate."""
-    return hashlib.sha256("\0".join(_host_run_args(host, image, network, publish)).encode()).hexdigest()[:16]
+    return hashlib.sha256("\0".join(_host_run_args(host, image, network, publish, mounts)).encode()).hexdigest()[:16]
 
 
-def host_run_argv(host: Host, image: str, network: str, publish: Mapping[int, int]) -> tuple[str, ...]:
+def host_run_argv(host: Host, image: str, network: str, publish: Mapping[int, int],
+                  mounts: tuple[tuple[str, str], ...] = ()) -> tuple[str, ...]:
     labels = ["--label", LABEL, "--label", f"{LABEL_KEY}.host={host.name}",
-              "--label", f"{LABEL_KEY}.spec={spec_hash(host, image, network, publish)}"]
-    return ("docker", "run", "-d", *labels, *_host_run_args(host, image, network, publish))
+              "--label", f"{LABEL_KEY}.spec={spec_hash(host, image, network, publish, mounts)}"]
+    return ("docker", "run", "-d", *labels, *_host_run_args(host, image, network, publish, mounts))
 
 
 AUTHORIZED_KEYS_SCRIPT = """set -e
@@ -243,8 +259,9 @@ def ensure_host(env: Environment, host: Host, image: str, say: Say) -> str:
     """Create, start, recreate or reuse one host container; return what happened."""
     sb = env.sandbox
     publish = sb.publish.get(host.name, {})
+    mounts = shared_mounts(env, host)
     name = container_name(host.name)
-    want = spec_hash(host, image, sb.network, publish)
+    want = spec_hash(host, image, sb.network, publish, mounts)
     info = inspect_container(name)
     if info is not None and not info.ours:
         raise LocalToolError(f"a container named {name!r} exists and is not the sandbox's",
@@ -269,8 +286,19 @@ def ensure_host(env: Environment, host: Host, image: str, say: Say) -> str:
                              host=host.name,
                              hint=f"free them (`ss -ltnp` shows the owner) or change the ports in {env.path.name}")
     local.run(volume_create_argv(host.name), timeout=DOCKER_TIMEOUT)
-    local.run(host_run_argv(host, image, sb.network, publish), timeout=DOCKER_TIMEOUT)
+    for source, _ in mounts:
+        local.run(("docker", "volume", "create", "--label", LABEL, source), timeout=DOCKER_TIMEOUT)
+    local.run(host_run_argv(host, image, sb.network, publish, mounts), timeout=DOCKER_TIMEOUT)
     return action
+
+
+def own_shared_uploads(env: Environment, host: Host) -> str:
+    """The shared uploads directory writable by the app's uid (an empty volume is root's); '' if none."""
+    for _, path in shared_mounts(env, host):
+        local.run(("docker", "exec", container_name(host.name), "sh", "-c", 'chown "$1:$1" "$2" && chmod 0750 "$2"',
+                   "sh", str(APP_UID), path), timeout=DOCKER_TIMEOUT)
+        return f"shared uploads at {path}"
+    return ""
 
 
 def wait_ready(host: Host, deadline: float) -> None:

@@ -118,7 +118,7 @@ def services(env: Environment) -> dict[str, Service]:
                             f"http://{r_addr}:{r_port}/v2/", root / "registry.pid", root / "registry.log"),
         "s3": Service("s3", s3_argv(s_addr, s_port), s_addr, s_port,
                       f"http://{s_addr}:{s_port}/", root / "s3.pid", root / "s3.log",
-                      after_start=(lambda: ensure_repo_buckets(env)) if env.pitr else None),
+                      after_start=(lambda: ensure_repo_buckets(env)) if env.pitr or env.s3.copy else None),
     }
     front = tls_front_listen(env)
     if front is not None:
@@ -390,10 +390,18 @@ def bucket_exists(env: Environment, bucket: str | None = None) -> bool:
         return False
 
 
+def _other_buckets(env: Environment) -> list[str]:
+    """The buckets besides the backup bucket: the pitr repositories' and the second copy's (s3.copy)."""
+    others = {r.bucket for r in env.pitr.repos} if env.pitr else set()
+    if env.s3.copy is not None:
+        others.add(env.s3.copy.bucket)
+    return sorted(others - {env.s3.bucket})
+
+
 def ensure_repo_buckets(env: Environment) -> list[str]:
-    """The pitr repositories' buckets other than the backup bucket (created when missing)."""
+    """The pitr repositories' and the second copy's buckets (created when missing)."""
     made = []
-    for bucket in sorted({r.bucket for r in env.pitr.repos} - {env.s3.bucket}) if env.pitr else []:
+    for bucket in _other_buckets(env):
         if not bucket_exists(env, bucket):
             kwargs = {} if env.s3.region == "us-east-1" else {
                 "CreateBucketConfiguration": {"LocationConstraint": env.s3.region}}
@@ -404,7 +412,7 @@ def ensure_repo_buckets(env: Environment) -> list[str]:
 
 def ensure_bucket(env: Environment) -> str:
     """The backup bucket, and those of the pitr repositories (pgBackRest does not create buckets)."""
-    extra = sorted({r.bucket for r in env.pitr.repos} - {env.s3.bucket}) if env.pitr else []
+    extra = _other_buckets(env)
     made = []
     for bucket in [env.s3.bucket, *extra]:
         if bucket_exists(env, bucket):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from ops.audit import utcnow
-from ops.backup import authenticity, catalog, dump, physical
+from ops.backup import authenticity, catalog, dump, physical, second_copy
 from ops.backup import check as checks
 from ops.backup import physical as physical_backups
 from ops.backup import uploads as upload_backup
@@ -56,6 +56,30 @@ def _kind(kind: str, *, allow_all: bool = False) -> str | None:
     return kind
 
 
+def _copy_state(ctx: BackupContext) -> str | None:
+    """For the JSON result: None (no s3.copy), "ok" or "failed"."""
+    if ctx.env.s3.copy is None:
+        return None
+    return "failed" if any("second copy" in w for w in ctx.warnings) else "ok"
+
+
+def _copy_note(ctx: BackupContext) -> str:
+    state = _copy_state(ctx)
+    if state is None:
+        return ""
+    # NOTE: a failed copy does not fail the backup (exit 0: the backup is good and restorable); the
+    # warning says so now, and backup.check exits 1 until `inv backup.copy` puts the copy in step.
+    if state == "ok" and ctx.copied:
+        return "; " + ctx.copied[-1].line().split(" ", 1)[1]
+    return (f"; copied to s3://{ctx.env.s3.copy.bucket}" if state == "ok"
+            else "; the backup is GOOD but its SECOND COPY FAILED (see the warning)")
+
+
+def _print_ctx_warnings(ctx: BackupContext) -> None:
+    for line in ctx.warnings:
+        warn(line)
+
+
 def _print_warnings(listing) -> None:
     for warning in getattr(listing, "warnings", []):
         warn(warning)
@@ -97,10 +121,13 @@ def db(c, host="", dry_run=False, checksums=True, lock_wait=0.0, json=False, log
     with alert_on_failure(env, "db", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw, \
             showing_progress(json=json) as ctx.progress:
         m = dump.backup_db(ctx, gw, checksums=checksums, lock_wait=float(lock_wait))
-    print_json(m.to_dict())
+    print_json({**m.to_dict(), "copy": _copy_state(ctx),
+                "copy_seconds": round(ctx.copied[-1].seconds, 2) if ctx.copied else None})
     say(f"backup {m.id}: {_size(m.size)} sha256 {m.sha256[:16]} in {time.monotonic() - t0:.1f}s; "
           f"{len(m.table_counts)} tables, {sum(m.table_counts.values())} rows, migration "
-          f"{m.newest_migration or '-'}, release {m.app_release or '-'} -> s3://{ctx.bucket}/{m.object_key}")
+          f"{m.newest_migration or '-'}, release {m.app_release or '-'} -> s3://{ctx.bucket}/{m.object_key}"
+        + _copy_note(ctx))
+    _print_ctx_warnings(ctx)
 
 
 def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_wait: float,
@@ -128,7 +155,7 @@ def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_
                 "lock_wait": "seconds to wait for another operation to release the environment lock",
                 "json": "print the manifest as JSON"})
 def uploads(c, host="", dry_run=False, lock_wait=0.0, json=False):
-    """The uploads volume of the first web host as a tar.gz streamed into S3; manifest written last."""
+    """The uploads (the shared set, through the first web host) as a tar.gz streamed into S3; manifest last."""
     env = _env(host)
     lock_wait = number(lock_wait, "--lock-wait")
     ctx = _context(env)
@@ -141,9 +168,11 @@ def uploads(c, host="", dry_run=False, lock_wait=0.0, json=False):
     with alert_on_failure(env, "uploads", warn, ctx.masker), Gateway(env, masker=ctx.masker, echo=ctx.say) as gw, \
             showing_progress(json=json) as ctx.progress:
         m = upload_backup.backup_uploads(ctx, gw, lock_wait=float(lock_wait))
-    print_json(m.to_dict())
+    print_json({**m.to_dict(), "copy": _copy_state(ctx),
+                "copy_seconds": round(ctx.copied[-1].seconds, 2) if ctx.copied else None})
     say(f"backup {m.id}: {m.file_count} files ({_size(m.source_bytes)}) as {_size(m.size)} sha256 "
-          f"{m.sha256[:16]} in {time.monotonic() - t0:.1f}s -> s3://{ctx.bucket}/{m.object_key}")
+          f"{m.sha256[:16]} in {time.monotonic() - t0:.1f}s -> s3://{ctx.bucket}/{m.object_key}" + _copy_note(ctx))
+    _print_ctx_warnings(ctx)
 
 
 def _verified(m) -> str:
@@ -159,33 +188,50 @@ def list_(c, host="", json=False, kind=""):
     """Backups in the bucket, newest first: id, kind, the time to pass to restore --at, size, sha256, verified."""
     env = _env(host)
     ctx = _context(env)
-    listing = catalog.list_backups(env, ctx.client, kind=_kind(kind))
+    listing, copy_listing, copy_warnings = second_copy.listings(ctx, kind=_kind(kind))
     key = ctx.manifest_key()
-    auth = {e.id: authenticity.status(e.manifest, key) for e in listing}
-    entries = [{**e.manifest.to_dict(), "data_key": e.data_key, "restore_at": catalog.paste_time(e),
-                "authenticated": auth[e.id]} for e in listing]
+    # NOTE: with s3.copy, a backup the primary lost but the copy holds is listed too (restore reads it
+    # from there); WHERE says which target holds each one.
+    located = second_copy.locate(listing, copy_listing, key) if env.s3.copy is not None else [
+        second_copy.Located(e.id, e, None) for e in listing]
+    auth = {loc.id: authenticity.status(loc.entry.manifest, key) for loc in located}
+    where = {loc.id: (loc.where if copy_listing is not None else "primary (copy not listed)")
+             for loc in located} if env.s3.copy is not None else {}
+    entries = [{**loc.entry.manifest.to_dict(), "data_key": loc.entry.data_key,
+                "restore_at": catalog.paste_time(loc.entry), "authenticated": auth[loc.id],
+                **({"where": where[loc.id]} if where else {})} for loc in located]
     if json:
         # NOTE: with pitr the physical backups follow, then one "wal-archive" entry (the restorable range).
         print_json(entries + (_list_physical(ctx, json=True) if env.pitr is not None and kind in ("", "db")
                               else []))
-        _print_warnings(listing)
+        _print_listing_warnings(listing, copy_listing, copy_warnings)
         return
     print_json(entries)
     rows = []
-    for e in listing:
-        m = e.manifest
+    for loc in located:
+        e, m = loc.entry, loc.entry.manifest
         what = (f"{len(m.table_counts)} tables, migration {m.newest_migration or '-'}" if m.kind == "db"
                 else f"{m.file_count} files, {_size(m.source_bytes)}")
         rows.append([m.id, m.kind, catalog.paste_time(e), _size(m.size), m.sha256[:12],
-                     _verified(m), "yes" if m.encrypted else "no", auth[e.id], what])
+                     _verified(m), "yes" if m.encrypted else "no", auth[loc.id], *([where[loc.id]] if where else []),
+                     what])
     if rows:
-        say(format_table(["ID", "KIND", "RESTORE --at", "SIZE", "SHA256", "VERIFIED", "ENCRYPTED", "AUTH", "CONTENT"],
-                         rows))
+        say(format_table(["ID", "KIND", "RESTORE --at", "SIZE", "SHA256", "VERIFIED", "ENCRYPTED", "AUTH",
+                          *(["WHERE"] if where else []), "CONTENT"], rows))
     else:
         say(f"no backups of {env.name} in s3://{ctx.bucket}/")
-    _print_warnings(listing)
+    _print_listing_warnings(listing, copy_listing, copy_warnings)
     if env.pitr is not None and kind in ("", "db"):
         _list_physical(ctx, json=False)
+
+
+def _print_listing_warnings(listing, copy_listing, copy_warnings: list[str]) -> None:
+    _print_warnings(listing)
+    if copy_listing is not None:
+        for warning in copy_listing.warnings:
+            warn(f"copy: {warning}")
+    for warning in copy_warnings:
+        warn(warning)
 
 
 def _physical_status(ctx: BackupContext):
@@ -224,34 +270,82 @@ def prune(c, host="", dry_run=False, yes=False, lock_wait=0.0, json=False):
     env = _env(host)
     lock_wait = number(lock_wait, "--lock-wait")
     ctx = _context(env)
-    plan = checks.plan_prune(env, ctx.client, now=utcnow())
-    for line in plan.lines():
+    now = utcnow()
+    # NOTE: retention applies to each target on its own listing, with the same policy: both hold the
+    # same backups, so the same ones go; a backup only one of them holds is judged where it is.
+    targets = [("", ctx)] + ([("copy: ", ctx.copy_context())] if env.s3.copy is not None else [])
+    plans = [(label, c, checks.plan_prune(c.env, c.client, now=now)) for label, c in targets]
+    lines = [f"{label}{line}" for label, _, plan in plans for line in plan.lines()]
+    for line in lines:
+        say(line)
+    for label, _, plan in plans:
+        for warning in plan.warnings:
+            warn(f"{label}{warning}")
+    doomed = [f"{label}{d.label}" for label, _, plan in plans for d in plan.doomed]
+    summary = "; ".join(f"{label}{plan.summary()}" for label, _, plan in plans)
+    print_json({"plan": lines, "delete": doomed, "deleted": []})
+    if dry_run:
+        say(f"dry-run: would {summary}; nothing deleted")
+        return
+    if not any(plan.doomed or plan.stale_uploads for _, _, plan in plans):
+        say("nothing to delete")
+        return
+    confirm(env.name, f"Delete {len(doomed)} backup(s)/object(s) of {env.name} as listed above?", yes=yes,
+            nothing="nothing deleted")
+    reports = []
+    with Gateway(env, masker=ctx.masker, echo=say) as gw, \
+            Operation(gw, "backup.prune", list(env.hosts.values()), say=say, lock_wait=lock_wait,
+                      detail=summary, scope="backup") as op:
+        # NOTE: exactly the plans shown (apply_prune re-checks each object and skips what changed since).
+        for label, c, plan in plans:
+            reports.append((label, checks.apply_prune(c.env, c.client, plan)))
+        deleted = [f"{label}{d}" for label, r in reports for d in r.deleted]
+        skipped = [f"{label}{d}" for label, r in reports for d in r.skipped]
+        op.outcome = f"deleted {len(deleted)}: {' '.join(deleted)[:400]}" + (
+            f"; skipped {len(skipped)} changed since the plan" if skipped else "")
+    for label, r in reports:
+        for warning in r.warnings:
+            warn(f"{label}{warning}")
+    for warning in op.warnings:
+        warn(warning)
+    print_json({"plan": lines, "delete": doomed, "deleted": deleted, "skipped": skipped})
+    aborted = sum(len(r.stale_uploads) for _, r in reports)
+    extra = f"; aborted {aborted} stale multipart upload(s)" if aborted else ""
+    say(f"deleted {len(deleted)} backup(s){extra}"
+        + (f"; {len(skipped)} left alone (changed since the plan)" if skipped else ""))
+
+
+@ops_task(name="copy", mutating=True, help={"host": HOST_HELP,
+                                             "dry_run": "list what the copy lacks; copy nothing",
+                                             "lock_wait": "seconds to wait for another backup operation",
+                                             "json": "print what was copied as JSON"})
+def copy_(c, host="", dry_run=False, lock_wait=0.0, json=False):
+    """Put the second copy (s3.copy) in step: copy every backup it lacks (or holds differently) from the primary."""
+    env = _env(host)
+    lock_wait = number(lock_wait, "--lock-wait")
+    ctx = _context(env)
+    plan = second_copy.plan_sync(ctx)
+    for line in plan.lines(ctx):
         say(line)
     for warning in plan.warnings:
         warn(warning)
-    doomed = [d.label for d in plan.doomed]
-    print_json({"plan": plan.lines(), "delete": doomed, "deleted": []})
-    if dry_run:
-        say(f"dry-run: would {plan.summary()}; nothing deleted")
+    if dry_run or not plan.to_copy:
+        print_json({"copy": [e.id for e in plan.to_copy], "copied": [],
+                    "copy_only": [loc.id for loc in plan.copy_only]})
+        say("dry-run: nothing was copied" if dry_run else "the copy holds every backup of the primary: nothing to do")
         return
-    if not plan.doomed and not plan.stale_uploads:
-        say("nothing to delete")
-        return
-    confirm(env.name, f"Delete {len(plan.doomed)} backup(s)/object(s) of {env.name} as listed above?", yes=yes,
-            nothing="nothing deleted")
+    copied = []
     with Gateway(env, masker=ctx.masker, echo=say) as gw, \
-            Operation(gw, "backup.prune", list(env.hosts.values()), say=say, lock_wait=lock_wait,
-                      detail=plan.summary(), scope="backup") as op:
-        # NOTE: exactly the plan shown (apply_prune re-checks each object and skips what changed since).
-        report = checks.apply_prune(env, ctx.client, plan)
-        op.outcome = f"deleted {len(report.deleted)}: {' '.join(report.deleted)[:400]}" + (
-            f"; skipped {len(report.skipped)} changed since the plan" if report.skipped else "")
-    for warning in report.warnings + op.warnings:
-        warn(warning)
-    print_json({"plan": plan.lines(), "delete": doomed, "deleted": report.deleted, "skipped": report.skipped})
-    extra = f"; aborted {len(report.stale_uploads)} stale multipart upload(s)" if report.stale_uploads else ""
-    say(f"deleted {len(report.deleted)} backup(s){extra}"
-        + (f"; {len(report.skipped)} left alone (changed since the plan)" if report.skipped else ""))
+            Operation(gw, "backup.copy", list(env.hosts.values()), say=say, lock_wait=float(lock_wait),
+                      detail=f"{len(plan.to_copy)} backup(s) to s3://{env.s3.copy.bucket}", scope="backup") as op, \
+            showing_progress(json=json) as ctx.progress:
+        try:
+            copied = second_copy.sync(ctx, plan, say=say)
+        finally:
+            op.outcome = f"copied {len(copied)} of {len(plan.to_copy)}: {' '.join(c.backup for c in copied)[:400]}"
+    print_json({"copy": [e.id for e in plan.to_copy], "copied": [c.backup for c in copied],
+                "copy_only": [loc.id for loc in plan.copy_only]})
+    say(f"copied {len(copied)} backup(s) to s3://{env.s3.copy.bucket}")
 
 
 @ops_task(help={"host": HOST_HELP, "id": "backup id to verify (default: the newest db backup)",
@@ -259,16 +353,21 @@ def prune(c, host="", dry_run=False, yes=False, lock_wait=0.0, json=False):
                 "trust_unauthenticated": "drill a backup whose manifest is not authenticated (taken before "
                                          "manifests were); only after checking it",
                 "physical": "drill the physical kind: restore to the latest second (WAL archived up to now) into "
-                            "a scratch server, check it, remove it (default with pitr.default_kind physical)"})
-def verify(c, host="", id="", json=False, trust_unauthenticated=False, physical=False):
+                            "a scratch server, check it, remove it (default with pitr.default_kind physical)",
+                "from_": "read the backup from 'primary' or 'copy' (s3.copy); default: the primary, the copy "
+                         "when the primary does not hold it"})
+def verify(c, host="", id="", json=False, trust_unauthenticated=False, physical=False, from_=""):
     """Restore drill: stream into a scratch database, compare counts/checksums/migration, drop it."""
     env = _env(host)
+    if from_ and from_ not in second_copy.SOURCES:
+        raise ConfigError(f"--from {from_!r} is not a backup target", hint="use primary or copy")
     ctx = _context(env)
     if physical or (env.pitr is not None and env.pitr.default_kind == "physical" and not id):
         _drill_physical(ctx, json=json)
         return
     with Gateway(env, masker=ctx.masker, echo=ctx.say) as gw:
-        result = drills.verify(ctx, gw, id or None, trust_unauthenticated=bool(trust_unauthenticated))
+        result = drills.verify(ctx, gw, id or None, trust_unauthenticated=bool(trust_unauthenticated),
+                               source=from_)
     print_json({"id": result.entry.id, "ok": True, "detail": result.detail, "seconds": round(result.seconds, 1)})
     say(f"backup {result.entry.id} verified in {result.seconds:.1f}s: {result.detail}")
 
@@ -303,10 +402,20 @@ def check(c, host="", max_age="", prometheus_file="", kind="db", json=False):
     wanted = _kind("db" if kind == "physical" else kind or "db", allow_all=True)
     ctx = _context(env)
     now = utcnow()
-    listing = catalog.list_backups(env, ctx.client)
+    listing, copy_listing, copy_warnings = second_copy.listings(ctx)
     results = checks.check(listing, now=now, max_age=limit)
     pitr_problems: list[str] = []
     prom = checks.prometheus_text(env.name, results, now=now)
+    copy_result = None
+    if env.s3.copy is not None and kind != "physical":
+        copy_result = checks.copy_check(second_copy.locate(listing, copy_listing, ctx.manifest_key()),
+                                        reachable=copy_listing is not None,
+                                        unreachable_reason=copy_warnings[0] if copy_warnings else "")
+        prom += checks.copy_prometheus_text(env.name, copy_result)
+        for problem in copy_result.problems:
+            warn(f"copy: {problem}")
+        if copy_result.ok and not json:
+            say(f"{env.name} copy: ok: s3://{env.s3.copy.bucket} holds the same {len(listing)} backup(s)")
     if judge_physical:
         st = _physical_status(ctx)
         pitr_problems = ["physical backups could not be read"] if st is None else st.problems(
@@ -338,3 +447,7 @@ def check(c, host="", max_age="", prometheus_file="", kind="db", json=False):
     if pitr_problems:
         raise CheckFailed(f"point-in-time recovery of {env.name}: {pitr_problems[0]}"
                           + (f" (+{len(pitr_problems) - 1} more)" if len(pitr_problems) > 1 else ""))
+    if copy_result is not None and not copy_result.ok:
+        raise CheckFailed(f"the second copy of {env.name}'s backups is not in step: {copy_result.problems[0]}"
+                          + (f" (+{len(copy_result.problems) - 1} more)" if len(copy_result.problems) > 1 else ""),
+                          hint=f"inv backup.copy --host {env.name} copies what the copy lacks")

@@ -19,8 +19,15 @@ from ops.tasks import ops_task, print_json, say, warn
 AT_HELP = ("ISO 8601 time with an offset, e.g. 2026-11-24T03:00:00Z or 2026-11-24T04:00:00+01:00, or 'now': "
            "the newest backup whose data is from at or before it is used (backup.list shows each one's time)")
 ID_HELP = "restore exactly this backup (an id from inv backup.list) instead of --at"
+FROM_HELP = ("read the backup from 'primary' or 'copy' (s3.copy); default: the primary, the copy when only it "
+             "holds the backup asked for")
 TRUST_HELP = ("accept a backup whose manifest is not authenticated (taken before manifests were, or with "
               "encryption off); only after checking it")
+
+
+def _check_from(source: str) -> None:
+    if source and source not in ("primary", "copy"):
+        raise ConfigError(f"--from {source!r} is not a backup target", hint="use primary or copy")
 
 
 def _show_and_confirm(plan, env_name: str, warning: str, *, dry_run: bool, yes: bool) -> bool:
@@ -46,9 +53,10 @@ def _show_and_confirm(plan, env_name: str, warning: str, *, dry_run: bool, yes: 
     "logical": "with pitr configured: restore a logical (pg_dump) backup even when --at lies in the WAL archive",
     "physical": "to the second from pgBackRest where pitr.default_kind is logical (the default otherwise)",
     "json": "print the outcome as JSON (the physical path: target, backup, kept server, timings)",
+    "from_": FROM_HELP,
 })
 def db(c, host="", at="", yes=False, dry_run=False, lock_wait=0.0, health_timeout=0.0, id="",
-       trust_unauthenticated=False, logical=False, json=False, physical=False):
+       trust_unauthenticated=False, logical=False, json=False, physical=False, from_=""):
     """Restore the database to a point in time: into a new database, checked, then swapped in."""
     target = resolve_target(host)
     env = target.env
@@ -61,26 +69,28 @@ def db(c, host="", at="", yes=False, dry_run=False, lock_wait=0.0, health_timeou
                                "(see inv backup.list)")
     lock_wait = number(lock_wait, "--lock-wait")
     health_timeout = number(health_timeout, "--health-timeout")
+    _check_from(from_)
     ctx = BackupContext(env, say=say)
     with Gateway(env, masker=ctx.masker, echo=say) as gw:
         if logical and physical:
             raise ConfigError("--logical and --physical exclude each other", hint="pass one of them")
         prefer = physical or (env.pitr is not None and env.pitr.default_kind == "physical")
-        if at and env.pitr is not None and prefer and not logical and _physical(ctx, gw, at, yes=yes, dry_run=dry_run,
+        if at and env.pitr is not None and prefer and not logical and not from_ and _physical(ctx, gw, at, yes=yes, dry_run=dry_run,
                                                                      lock_wait=float(lock_wait),
                                                                      health_timeout=float(health_timeout) or None,
                                                                      json=json):
             return
         # NOTE: two displays, not one: none may be live while the confirmation asks.
         with showing_progress(json=json) as ctx.progress:
-            plan = core.prepare_db(ctx, gw, at, backup_id=id, trust_unauthenticated=bool(trust_unauthenticated))
+            plan = core.prepare_db(ctx, gw, at, backup_id=id, trust_unauthenticated=bool(trust_unauthenticated),
+                                   source=from_)
         if not _show_and_confirm(plan, env.name, f"This replaces database {plan.target.dbname} of {env.name}.",
                                  dry_run=dry_run, yes=yes):
             return
         with showing_progress(json=json) as ctx.progress:
             result = core.restore_db(ctx, gw, plan, say=say, lock_wait=float(lock_wait),
                                      health_timeout=float(health_timeout) or None)
-    for warning in result.warnings:
+    for warning in result.warnings + ctx.warnings:
         warn(warning)
     say(f"restored {result.database} from {result.backup} in {result.total_seconds:.1f}s "
         f"(pg_restore {result.restore_seconds:.1f}s, traffic stopped {result.downtime_seconds:.1f}s)"
@@ -112,7 +122,8 @@ def _physical(ctx: BackupContext, gw: Gateway, at_text: str, *, yes: bool, dry_r
                 "latest_commit": r.latest_commit.isoformat() if r.latest_commit else None, "tables": r.tables,
                 "migration": r.migration, "kept_container": r.kept_container, "kept_volume": r.kept_volume,
                 "volume": r.new_volume, "restore_seconds": round(r.restore_seconds, 1),
-                "downtime_seconds": round(r.downtime_seconds, 1), "total_seconds": round(r.total_seconds, 1)})
+                "downtime_seconds": round(r.downtime_seconds, 1), "total_seconds": round(r.total_seconds, 1),
+                "remove_kept": r.remove_hint})
     say(f"restored to {format_utc(r.at)} from {r.backup} + WAL in {r.total_seconds:.1f}s (restore and replay "
         f"{r.restore_seconds:.1f}s, traffic stopped {r.downtime_seconds:.1f}s); {len(r.tables)} tables, "
         f"{sum(r.tables.values())} rows")
@@ -129,15 +140,18 @@ def _physical(ctx: BackupContext, gw: Gateway, at_text: str, *, yes: bool, dry_r
     "dry_run": "print the plan and change nothing (S3 is still read: the backup's checksum is checked)",
     "lock_wait": "seconds to wait for another operation holding the environment",
     "trust_unauthenticated": TRUST_HELP,
+    "from_": FROM_HELP,
 })
-def uploads(c, host="", at="", id="", yes=False, dry_run=False, lock_wait=0.0, trust_unauthenticated=False):
+def uploads(c, host="", at="", id="", yes=False, dry_run=False, lock_wait=0.0, trust_unauthenticated=False,
+            from_=""):
     """Restore the uploads volume from a backup: extracted beside the live files, then swapped in."""
     target = resolve_target(host)
     env = target.env
     lock_wait = number(lock_wait, "--lock-wait")
+    _check_from(from_)
     ctx = BackupContext(env, say=say)
     plan = core.prepare_uploads(ctx, list(target.hosts), at_text=at, backup_id=id,
-                                trust_unauthenticated=bool(trust_unauthenticated))
+                                trust_unauthenticated=bool(trust_unauthenticated), source=from_)
     if not _show_and_confirm(plan, env.name, f"This replaces the uploads on {', '.join(h.name for h in plan.hosts)}.",
                              dry_run=dry_run, yes=yes):
         return
@@ -150,47 +164,66 @@ def uploads(c, host="", at="", id="", yes=False, dry_run=False, lock_wait=0.0, t
 
 @ops_task(help={"host": "environment (prod)", "json": "print JSON"})
 def kept(c, host="", json=False):
-    """The databases restores kept (<db>_before_<ts>): name, size, open sessions."""
+    """What restores kept: databases (<db>_before_<ts>) and, after a point-in-time restore, the
+    previous Postgres server (<accessory>-before-<ts>, stopped) with its data volume."""
     env = resolve_target(host).env
     ctx = BackupContext(env, say=say)
     with Gateway(env, masker=ctx.masker, echo=say) as gw:
         found = kept_dbs.list_kept(gw, kept_dbs.target_of(ctx))
-    print_json([{"name": k.name, "bytes": k.size, "sessions": k.sessions} for k in found])
+        servers = kept_dbs.list_kept_servers(gw, env)
+    print_json([*({"kind": "database", "name": k.name, "bytes": k.size, "sessions": k.sessions} for k in found),
+                *({"kind": "server", "name": s.name, "volume": s.volume, "state": s.state, "created": s.created}
+                  for s in servers)])
     if json:
         return
-    if not found:
-        say(f"no kept databases on {env.name}")
+    if not found and not servers:
+        say(f"nothing kept on {env.name}: no kept databases or servers")
         return
-    say(format_table(["DATABASE", "SIZE", "SESSIONS"], [[k.name, human_bytes(k.size), k.sessions] for k in found]))
-    say(f"drop them once sure: inv restore.drop-kept --host {env.name} [--name NAME]; put one back: "
-        f"inv restore.put-back --host {env.name} --name NAME")
+    if found:
+        say(format_table(["DATABASE", "SIZE", "SESSIONS"],
+                         [[k.name, human_bytes(k.size), k.sessions] for k in found]))
+    if servers:
+        say(format_table(["SERVER", "DATA VOLUME", "STATE", "CREATED"],
+                         [[s.name, s.volume or "-", s.state, s.created] for s in servers]))
+    say(f"drop them once sure: inv restore.drop-kept --host {env.name} [--name NAME]"
+        + (f"; put a database back: inv restore.put-back --host {env.name} --name NAME" if found else ""))
 
 
-@ops_task(mutating=True, help={"host": "environment (prod)", "name": "one kept database (default: all of them)",
+@ops_task(mutating=True, help={"host": "environment (prod)",
+                               "name": "one kept database or server (default: all of them)",
                                "yes": "do not ask for the environment name", "dry_run": "list what would be dropped",
-                               "lock_wait": "seconds to wait for another operation holding the environment"})
-def drop_kept(c, host="", name="", yes=False, dry_run=False, lock_wait=0.0):
-    """Drop the databases restores kept (<db>_before_<ts>), after confirmation."""
+                               "lock_wait": "seconds to wait for another operation holding the environment",
+                               "json": "print what was dropped and removed as JSON"})
+def drop_kept(c, host="", name="", yes=False, dry_run=False, lock_wait=0.0, json=False):
+    """Drop what restores kept (databases <db>_before_<ts>; servers <accessory>-before-<ts> with their
+    data volumes), after confirmation."""
     env = resolve_target(host).env
     lock_wait = number(lock_wait, "--lock-wait")
     ctx = BackupContext(env, say=say)
     with Gateway(env, masker=ctx.masker, echo=say) as gw:
         found = kept_dbs.list_kept(gw, kept_dbs.target_of(ctx))
-        names = [name] if name else [k.name for k in found]
+        servers = {s.name: s for s in kept_dbs.list_kept_servers(gw, env)}
+        names = [name] if name else [k.name for k in found] + list(servers)
         if not names:
-            say(f"no kept databases on {env.name}: nothing to drop")
+            say(f"nothing kept on {env.name}: nothing to drop")
             return
+        databases = [n for n in names if n not in servers]
         for k in found:
-            if k.name in names:
-                say(f"would drop {k.name} ({human_bytes(k.size)}, {k.sessions} session(s))")
+            if k.name in databases:
+                say(f"would drop database {k.name} ({human_bytes(k.size)}, {k.sessions} session(s))")
+        for n in names:
+            if n in servers:
+                say(f"would remove server {n} and its data volume {servers[n].volume or '(none)'}")
         if dry_run:
             say("dry-run: nothing was dropped")
             return
-        confirm(env.name, f"Drop {len(names)} kept database(s) of {env.name} for good?", yes=yes,
+        confirm(env.name, f"Drop {len(names)} kept database(s)/server(s) of {env.name} for good?", yes=yes,
                 nothing="nothing dropped")
-        dropped = kept_dbs.drop_kept(ctx, gw, names, say=say, lock_wait=float(lock_wait))
-    print_json({"dropped": dropped})
-    say(f"dropped {', '.join(dropped)}")
+        dropped = kept_dbs.drop_kept(ctx, gw, databases, say=say, lock_wait=float(lock_wait)) if databases else []
+        removed = kept_dbs.drop_kept_servers(ctx, gw, [n for n in names if n in servers], say=say,
+                                             lock_wait=float(lock_wait)) if len(databases) < len(names) else []
+    print_json({"dropped": dropped, "removed": removed})
+    say(f"dropped {', '.join([*dropped, *removed])}")
 
 
 @ops_task(mutating=True, help={"host": "environment (prod)", "name": "the kept database to put back (<db>_before_<ts>)",

@@ -362,21 +362,25 @@ def catalog_ids() -> set[str]:
     return {item["id"] for item in data}
 
 
-def s3_snapshot(env: Environment) -> dict[str, bytes]:
-    """Every object of the sandbox bucket (the S3 endpoint keeps them in memory only)."""
+def s3_snapshot(env: Environment) -> dict[tuple[str, str], bytes]:
+    """Every object of the sandbox's backup buckets, the second copy's (s3.copy) and the pgBackRest
+    repositories' included: the S3 endpoint keeps them in memory only. Keyed by (bucket, key)."""
     client = services.s3_client(env)
     out = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=env.s3.bucket):
-        for obj in page.get("Contents", []):
-            out[obj["Key"]] = client.get_object(Bucket=env.s3.bucket, Key=obj["Key"])["Body"].read()
+    buckets = {env.s3.bucket, *([env.s3.copy.bucket] if env.s3.copy else []),
+               *(r.bucket for r in (env.pitr.repos if env.pitr else ()))}
+    for bucket in sorted(buckets):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                out[bucket, obj["Key"]] = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
     return out
 
 
-def s3_restore(env: Environment, objects: dict[str, bytes]) -> None:
+def s3_restore(env: Environment, objects: dict[tuple[str, str], bytes]) -> None:
     services.ensure_bucket(env)
     client = services.s3_client(env)
-    for key, body in objects.items():
-        client.put_object(Bucket=env.s3.bucket, Key=key, Body=body)
+    for (bucket, key), body in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 # ---------------------------------------------------------------- copied inventories

@@ -88,10 +88,12 @@ def scratch(base, tmp_path_factory):
     yield env, values, dbname
     with admin(values) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    client = s3.client(env)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=env.s3.bucket, Prefix=env.s3.prefix):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=env.s3.bucket, Key=obj["Key"])
+    # NOTE: the second copy (s3.copy) holds the same keys in its own bucket: emptied too.
+    for target in (env.s3, env.s3.copy) if env.s3.copy else (env.s3,):
+        client = s3.client(dataclasses.replace(env, s3=target))
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=env.s3.prefix):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=target.bucket, Key=obj["Key"])
 
 
 def connect(values, dbname) -> psycopg.Connection:

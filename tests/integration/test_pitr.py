@@ -20,6 +20,7 @@ from ops.backup import physical
 from ops.backup.context import BackupContext
 from ops.backup.timeparse import format_utc
 from ops.commands import docker
+from ops.commands import pgbackrest as pgbr
 from ops.opsenv import operator_value
 from ops.postgres import PgTarget, pg_target, psql_argv
 from ops.remote import Gateway
@@ -123,8 +124,18 @@ def test_restore_at_a_second_brings_back_exactly_the_rows_committed_by_then(pitr
     state = physical.archiver_state(gw, target)
     assert state is not None and not state.failing
 
-    gw.run(host, docker.rm_argv(data["kept_container"]))
-    gw.run(host, ("docker", "volume", "rm", data["kept_volume"]))
+    # The tool lists what it kept and removes it (never the live volume).
+    listed = inv("restore.kept", "--host", "sandbox", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {"kind": "server", "name": data["kept_container"], "volume": data["kept_volume"], "state": "exited"}.items() \
+        <= next(k for k in json.loads(listed.stdout)["data"] if k["name"] == data["kept_container"]).items()
+    assert data["remove_kept"] == f"inv restore.drop-kept --host sandbox --name {data['kept_container']}"
+    removed = inv("restore.drop-kept", "--host", "sandbox", "--name", data["kept_container"], "--yes", "--json")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert json.loads(removed.stdout)["data"]["removed"] == [data["kept_container"]]
+    assert accessory.inspect(gw, host, data["kept_container"]).state == "absent"
+    assert not gw.query(host, docker.volume_inspect_argv(data["kept_volume"]), check=False).ok
+    assert gw.query(host, docker.volume_inspect_argv(data["volume"]), check=False).ok  # the live one stays
 
 
 def test_restore_before_the_archive_falls_back_to_logical_and_says_so(pitr_env, gw):
@@ -135,6 +146,50 @@ def test_restore_before_the_archive_falls_back_to_logical_and_says_so(pitr_env, 
                "--dry-run", timeout=300)
     assert "is before the archived range" in proc.stderr and "falling back to the newest logical backup" in proc.stderr
     assert "point-in-time restore plan" not in proc.stdout + proc.stderr
+
+
+def wait_archiver(gw: Gateway, t: PgTarget, *, failing: bool, limit: float = 60.0) -> physical.ArchiverState:
+    deadline = time.monotonic() + limit
+    while True:
+        state = physical.archiver_state(gw, t)
+        if state is not None and state.failing == failing:
+            return state
+        assert time.monotonic() < deadline, f"the archiver did not {'fail' if failing else 'recover'}: {state}"
+        time.sleep(0.5)
+
+
+def test_restore_after_the_last_archived_wal_is_refused_with_the_latest_restorable_second(pitr_env, gw, target):
+    acc = pitr_env.accessories["postgres"]
+    host = pitr_env.hosts[acc.host]
+    name = accessory.container_name(pitr_env, acc)
+    ensure_physical_backup(gw, pitr_env)
+    started = accessory.inspect(gw, host, name).started_at
+    volume = accessory.current_volume(gw, pitr_env, acc)
+    # Archiving breaks: the spool directory archive-push works in is closed to postgres, so WAL
+    # written from now on never reaches the archive.
+    gw.run(host, ("docker", "exec", "-u", "root", name, "chmod", "000", pgbr.SPOOL_PATH))
+    try:
+        sql(gw, target, "CREATE TABLE IF NOT EXISTS pitr_probe (batch text NOT NULL, "
+                        "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        sql(gw, target, "INSERT INTO pitr_probe (batch) VALUES ('not archived')")
+        sql(gw, target, "SELECT pg_switch_wal()")
+        state = wait_archiver(gw, target, failing=True)
+        latest = state.last_archived_at.replace(microsecond=0)
+        wait_server_clock_past(gw, target, latest + timedelta(seconds=1))
+        proc = inv("restore", "--host", "sandbox", "--at", "now", "--physical", "--yes", "--lock-wait", LOCK_WAIT,
+                   timeout=300)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"is after the latest restorable second, {format_utc(latest)}" in proc.stderr
+        assert "the archiver fails since" in proc.stderr and "Traceback" not in proc.stderr
+        assert f"restore to {format_utc(latest)} or earlier" in proc.stderr
+    finally:
+        gw.run(host, ("docker", "exec", "-u", "root", name, "chmod", "0750", pgbr.SPOOL_PATH))
+    # Nothing changed: the same server on the same volume, no scratch server; archiving catches up.
+    assert accessory.inspect(gw, host, name).started_at == started
+    assert accessory.current_volume(gw, pitr_env, acc) == volume
+    assert "-pitr-" not in gw.run(host, ("docker", "ps", "-a", "--format", "{{.Names}}")).stdout
+    physical.mark_and_switch(gw, target, timeout=120)
+    wait_archiver(gw, target, failing=False)
 
 
 def test_backup_with_a_bad_type_is_refused_before_anything_runs(pitr_env):

@@ -129,10 +129,12 @@ def private(app):
     env = dataclasses.replace(app, s3=dataclasses.replace(app.s3, prefix=f"ops-restore-test-{secrets.token_hex(3)}/"))
     ctx = BackupContext(env)
     yield ctx
-    paginator = ctx.client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=ctx.bucket, Prefix=env.s3.prefix):
-        for obj in page.get("Contents", []):
-            ctx.client.delete_object(Bucket=ctx.bucket, Key=obj["Key"])
+    # NOTE: and the second copy (s3.copy) of what was backed up under that prefix (safety backups).
+    for target in filter(None, (ctx, ctx.copy_context())):
+        paginator = target.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=target.bucket, Prefix=env.s3.prefix):
+            for obj in page.get("Contents", []):
+                target.client.delete_object(Bucket=target.bucket, Key=obj["Key"])
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ def make_env(tmp_path: Path, host_names: list[str], *, ports: list[int] | None =
         "ssh": {"user": "deploy", "known_hosts": "inventory/test.known_hosts", "connect_timeout": 2,
                 "parallel": parallel},
         "hosts": hosts,
+        "uploads": {"storage": "shared", "path": "/mnt/shop-uploads"},  # several web hosts: one set of uploads
     }
     inv = tmp_path / "inventory"
     inv.mkdir(exist_ok=True)

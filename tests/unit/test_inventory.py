@@ -13,7 +13,8 @@ from ops.errors import ConfigError, InventoryError
 from ops.inventory import INVENTORY_DIR, PROJECT_ROOT, SSHSettings, load_environment, resolve_target
 
 TOP_KEYS = ("accessories, app, app_dir, backup, build, deploy, doctor, env_file, env_schema, health, hooks_dir, hosts, "
-            "image, migrate, notify, ops_env_file, pitr, production, proxy, registry, s3, sandbox, setup, smoke, ssh")
+            "image, migrate, notify, ops_env_file, pitr, production, proxy, registry, s3, sandbox, setup, smoke, ssh, "
+            "uploads")
 HOST_KEYS = "address, port, private_address, roles, user"
 
 VALID = {
@@ -27,6 +28,8 @@ VALID = {
         "db1": {"address": "10.0.0.21", "roles": ["db"]},
         "web1": {"address": "10.0.0.11", "roles": ["web"]},
     },
+    # Two web hosts: their uploads must be one set (ops/uploads_layout.py).
+    "uploads": {"storage": "shared", "path": "/mnt/shop-uploads"},
 }
 
 

@@ -178,6 +178,7 @@ def target(tmp_path):
             "web2": {"address": "10.0.0.12", "port": 2222, "roles": ["web"]},
             "db1": {"address": "10.0.0.21", "roles": ["db"]},
         },
+        "uploads": {"storage": "shared", "path": "/mnt/shop-uploads"},  # two web hosts: one set of uploads
     }
     inv = tmp_path / "inventory"
     inv.mkdir()
