@@ -445,6 +445,18 @@ class _Validator:
             return default
         return value
 
+
+    def subsection(self, parent: dict, key: str, where: str, keys: set[str], example: str) -> dict | None:
+        """``parent[key]``, a mapping of only ``keys``; None when absent (or off), or not a mapping
+        (then one problem naming ``where`` with ``example`` as the fix)."""
+        sec = parent.get(key)
+        if sec in (None, False):
+            return None
+        if not isinstance(sec, dict):
+            self.problem(where, f"must be a mapping, got {type(sec).__name__}", example)
+            return None
+        self.unknown_keys(sec, keys, where)
+        return sec
     def number(self, raw: dict, key: str, where: str, default: Any, *, lo: float, hi: float,
                integer: bool = True) -> Any:
         value = raw.get(key, default)
@@ -663,15 +675,11 @@ class _Validator:
                                        "secret_var", "copy"})
         primary = self.s3_target(sec, "s3")
         primary = dataclasses.replace(primary, prefix=self.string(sec, "prefix", "s3.prefix", ""))
-        if sec.get("copy") is None:
+        copy_sec = self.subsection(sec, "copy", "s3.copy",
+                                   {"bucket", "region", "endpoint_url", "path_style", "sse", "key_var", "secret_var"},
+                                   "write 'copy:' followed by indented keys (bucket:, region:, ...)")
+        if copy_sec is None:
             return primary
-        copy_sec = sec["copy"]
-        if not isinstance(copy_sec, dict):
-            self.problem("s3.copy", f"must be a mapping, got {type(copy_sec).__name__}",
-                         "write 'copy:' followed by indented keys (bucket:, region:, ...)")
-            return primary
-        self.unknown_keys(copy_sec, {"bucket", "region", "endpoint_url", "path_style", "sse", "key_var", "secret_var"},
-                          "s3.copy")
         # NOTE: the copy keeps the primary's keys (prefix included): its manifests are the same bytes,
         # whose object_key and HMAC name that key.
         copy = dataclasses.replace(self.s3_target(copy_sec, "s3.copy"), prefix=primary.prefix)
@@ -854,15 +862,12 @@ class _Validator:
                              tls=self.tls(sec, port))
 
     def tls(self, proxy: dict, http_port: int) -> TlsSettings | None:
-        if proxy.get("tls") in (None, False):
+        sec = self.subsection(proxy, "tls", "proxy.tls",
+                              {"domains", "certificate", "cert_file", "key_file", "directory", "email", "ca_file",
+                               "account_key", "renew_before_days", "https_port"},
+                              "write 'tls:' with domains: and certificate: under it (see inventory/prod.yml)")
+        if sec is None:
             return None
-        sec = proxy["tls"]
-        if not isinstance(sec, dict):
-            self.problem("proxy.tls", f"must be a mapping, got {type(sec).__name__}",
-                         "write 'tls:' with domains: and certificate: under it (see inventory/prod.yml)")
-            return None
-        self.unknown_keys(sec, {"domains", "certificate", "cert_file", "key_file", "directory", "email",
-                                "ca_file", "account_key", "renew_before_days", "https_port"}, "proxy.tls")
         domains = sec.get("domains")
         if (not isinstance(domains, list) or not domains
                 or not all(isinstance(d, str) and DOMAIN_RE.match(d) for d in domains)):

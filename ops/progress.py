@@ -129,6 +129,14 @@ def counted(chunks: Iterable[bytes], transfer: Transfer) -> Iterator[bytes]:
         yield chunk
 
 
+def count_stream(stream: BinaryIO, counts, transfer: Transfer, chunk_size: int = 65536) -> None:
+    """Read ``stream`` to its end through ``counts`` (a parser of a tool's own output with
+    ``feed(bytes) -> changed``, ``done`` and ``total``); ``transfer`` follows its figures."""
+    while chunk := stream.read(chunk_size):
+        if counts.feed(chunk):
+            transfer.update(counts.done, counts.total)
+
+
 @contextmanager
 def in_step(progress: Progress, host: str, state: str, detail: str = "", *, then: str | None = None,
             then_detail: str = "") -> Iterator[None]:

@@ -24,7 +24,7 @@ from ops.errors import ConfigError, HostError, OpsError, RemoteCommandFailed
 from ops.inventory import Environment
 from ops.operation import Operation
 from ops.postgres import PgTarget, psql_argv
-from ops.progress import NO_PROGRESS, Progress
+from ops.progress import NO_PROGRESS, Progress, count_stream
 from ops.remote import Gateway
 
 Say = Callable[[str], None]
@@ -285,9 +285,7 @@ def stream_counted(gw: Gateway, host, argv, label: str, progress: Progress) -> s
         stream = gw.stream(host, argv, idle_timeout=gw.env.ssh.command_timeout)
         try:
             with stream:
-                while chunk := stream.read(65536):
-                    if counts.feed(chunk):
-                        transfer.update(counts.done, counts.total)
+                count_stream(stream, counts, transfer)
         except RemoteCommandFailed as exc:
             transfer.finish(ok=False)
             said = [gw.mask(line) for line in counts.last_lines()]

@@ -20,7 +20,7 @@ from ops.deploy.release import VERSION_RE
 from ops.errors import ConfigError, HostUnreachable, LocalToolError, OpsError, RemoteCommandFailed
 from ops.inventory import Environment, Host
 from ops.opsenv import operator_value
-from ops.progress import BUILDING, BUILT, FAILED, NO_PROGRESS, PULLING, Progress
+from ops.progress import BUILDING, BUILT, FAILED, NO_PROGRESS, PULLING, Progress, count_stream
 from ops.remote import Gateway
 
 # The operator's CA bundle (build.ca_bundle) goes into the build context under this
@@ -254,9 +254,7 @@ def _pull_reporting(gw: Gateway, host: Host, ref: str, progress: Progress) -> No
         stream = gw.stream(host, pull_in_pty(ref))
         try:
             with stream:
-                while chunk := stream.read(65536):
-                    if counts.feed(chunk):
-                        transfer.update(counts.done, counts.total)
+                count_stream(stream, counts, transfer)
         except RemoteCommandFailed as exc:
             # Under a pty docker's errors arrive on stdout: they are the message.
             said = [gw.mask(line) for line in counts.last_lines()]

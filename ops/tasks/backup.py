@@ -31,6 +31,7 @@ from ops.table import format_table, human_bytes
 from ops.tasks import ops_task, print_json, say, warn
 
 HOST_HELP = "environment (prod); backups always act on the whole environment"
+LOCK_WAIT_HELP = "seconds to wait for another operation to release the environment lock"
 
 
 def _env(host: str) -> Environment:
@@ -91,7 +92,7 @@ def _print_warnings(listing) -> None:
 
 @ops_task(mutating=True, help={"host": HOST_HELP, "dry_run": "print what it would do; contact nothing",
                 "checksums": "also record a per-table checksum (one more hash per row; on by default)",
-                "lock_wait": "seconds to wait for another operation to release the environment lock",
+                "lock_wait": LOCK_WAIT_HELP,
                 "json": "print the manifest as JSON",
                 "logical": "pg_dump -Fc (portable, single tables) even with pitr configured",
                 "physical": "a pgBackRest backup even where pitr.default_kind is logical",
@@ -152,7 +153,7 @@ def _physical_backup(env: Environment, kind: str | None, *, dry_run: bool, lock_
 
 
 @ops_task(mutating=True, help={"host": HOST_HELP, "dry_run": "print what it would do; contact nothing",
-                "lock_wait": "seconds to wait for another operation to release the environment lock",
+                "lock_wait": LOCK_WAIT_HELP,
                 "json": "print the manifest as JSON"})
 def uploads(c, host="", dry_run=False, lock_wait=0.0, json=False):
     """The uploads (the shared set, through the first web host) as a tar.gz streamed into S3; manifest last."""
@@ -263,7 +264,7 @@ def _list_physical(ctx: BackupContext, *, json: bool) -> list[dict]:
 
 @ops_task(mutating=True, help={"host": HOST_HELP, "dry_run": "show what would be deleted and why; delete nothing",
                                "yes": "do not ask for confirmation (cron)",
-                               "lock_wait": "seconds to wait for another operation to release the environment lock",
+                               "lock_wait": LOCK_WAIT_HELP,
                                "json": "print the plan and what was deleted as JSON"})
 def prune(c, host="", dry_run=False, yes=False, lock_wait=0.0, json=False):
     """Apply the retention policy (last N + daily/weekly/monthly); never deletes the newest good backup."""
