@@ -41,7 +41,8 @@ def _remove_backups_of(name: str) -> None:
             client.delete_object(Bucket=target.bucket, Key=obj["Key"])
 
 
-def test_an_unreachable_copy_keeps_the_backup_flags_the_divergence_and_backup_copy_catches_up(sandbox_env, tmp_path):
+def test_an_unreachable_copy_keeps_the_backup_flags_the_divergence_and_backup_copy_catches_up(fleet, sandbox_env, tmp_path):
+    # `fleet`: Postgres booted and the app deployed (on a fresh fleet this test runs first)
     env = sandbox_env
     real = env.s3.copy.endpoint_url
     copy = {"bucket": env.s3.copy.bucket, "region": env.s3.copy.region, "path_style": True,
