@@ -221,6 +221,11 @@ def run_argv(env: Environment, acc: Accessory, image: str, spec: str = "", *, vo
         publish=[(_publish_address(host), acc.port, acc.port)],
         volumes=volumes, labels=labels, restart="unless-stopped", stop_timeout=stop_timeout(acc),
         command=command,
+        # NOTE: an init (docker's tini) as PID 1, not the server: pgBackRest's async archive-push
+        # leaves a background process that outlives its parent and is re-parented to PID 1. A
+        # postmaster that reaps it sees an unknown child exit non-zero (e.g. while S3 is down) as a
+        # crashed backend and restarts every connection into recovery, again on each retry.
+        init=archives(env, acc),
     )
 
 

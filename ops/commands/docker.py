@@ -163,6 +163,7 @@ def run_argv(
     log_driver: str | None = "json-file",
     log_opts: Mapping[str, str] | None = DEFAULT_LOG_OPTS,
     cpu_shares: int | None = None,
+    init: bool = False,
 ) -> Argv:
     """``docker run`` for a service or one-off container.
 
@@ -233,6 +234,8 @@ def run_argv(
         argv += ["--stop-timeout", str(_check_nonneg_int(stop_timeout, "stop timeout"))]
     if cpu_shares is not None:
         argv += ["--cpu-shares", str(_check_cpu_shares(cpu_shares))]
+    if init:
+        argv.append("--init")
     if health_cmd is not None:
         argv += ["--health-cmd", health_cmd,
                  "--health-interval", _check_duration(health_interval, "health interval"),

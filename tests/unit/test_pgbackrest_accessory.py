@@ -45,6 +45,8 @@ def test_boot_archives_with_secrets_only_in_the_0600_env_file(env):
     run = next(c for c in gw.ran if c.startswith("docker run"))
     assert "archive_mode=on" in run and "'archive_command=pgbackrest archive-push %p'" in run
     assert "/srv/athlete-platform/accessories/postgres-repo1-ca.pem:/etc/pgbackrest/repo1-ca.pem:ro" in run
+    # an init reaps pgBackRest's async archiver, never the postmaster (it would take it for a crash)
+    assert " --init " in run
     assert PASSPHRASE not in " ".join(gw.ran) and S3_SECRET not in " ".join(gw.ran)
     assert gw.mask(f"x {PASSPHRASE} {S3_SECRET} key-id-1") == "x ******** ******** ********"
     assert [c.split()[-1] for c in gw.ran if " pgbackrest " in c] == ["stanza-create", "check"]
