@@ -13,20 +13,18 @@ repository, so the on-call person sees which repository fails.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ops.backup import physical
 from ops.commands import docker
+from ops.commands import pgbackrest as pgbr
 from ops.errors import HostError
 from ops.inventory import Environment
 from ops.postgres import PgTarget, psql_argv
 from ops.remote import Gateway
 
-SEGMENT_RE = re.compile(r"[0-9A-F]{24}")
 # pgBackRest's per-repository status codes that mean "the stanza is there and readable".
 STANZA_USABLE = {0: "ok", 2: "no valid backups yet"}
 
@@ -54,11 +52,6 @@ class Finding:
     data: dict = field(default_factory=dict)
 
 
-def info_argv(container: str, io_timeout: int) -> tuple[str, ...]:
-    return docker.exec_argv(container, "pgbackrest", f"--io-timeout={io_timeout}", "--output=json", "info",
-                            user="postgres")
-
-
 def parse_repo_states(text: str, stanza: str, repos: int) -> dict[int, RepoState]:
     """``pgbackrest --output=json info`` -> the status of each of ``repos`` repositories."""
     try:
@@ -80,7 +73,7 @@ def parse_repo_states(text: str, stanza: str, repos: int) -> dict[int, RepoState
 def read_info(gw: Gateway, env: Environment) -> str:
     """The raw JSON of ``pgbackrest info`` in the Postgres accessory (HostError when it cannot run)."""
     host = physical.db_host(env)
-    res = gw.query(host, info_argv(physical.container(env), env.pitr.check_io_timeout), check=False,
+    res = gw.query(host, pgbr.info_argv(physical.container(env), io_timeout=env.pitr.check_io_timeout), check=False,
                    timeout=env.pitr.check_io_timeout * 6 + 30)
     if not res.ok:
         raise HostError(f"pgbackrest info failed in {physical.container(env)}: {physical.detail(res)}", host=host.name,
@@ -240,15 +233,11 @@ def status_findings(gw: Gateway, env: Environment, target: PgTarget) -> list[Fin
 
 
 def _lag(archiver: Archiver | None) -> float:
-    """backup.check's archive lag (``PhysicalStatus.archive_lag``)."""
+    """backup.check's archive lag (``PhysicalStatus.archive_lag``: a timeline history file as the
+    newest archived file, right after a promotion, counts as nothing waiting)."""
     if archiver is None:
         return 0.0
     state = archiver.state
-    if state.last_archived_wal and not SEGMENT_RE.fullmatch(state.last_archived_wal):
-        # NOTE: right after a promotion the archiver's last file is the new timeline's history file
-        # (00000002.history), not a segment: it is archived after every segment before it, so
-        # nothing completed waits (a failure still counts: ``failing``).
-        state = dataclasses.replace(state, last_archived_wal=state.current_wal or None)
     return physical.PhysicalStatus(physical.PhysicalCatalog(""), state, state.now).archive_lag()
 
 

@@ -103,8 +103,10 @@ def check_argv(container: str, *, io_timeout: int) -> Argv:
     return _exec(container, f"--io-timeout={io_timeout}", "check")
 
 
-def info_argv(container: str, *, repo: int | None = None) -> Argv:
-    return _exec(container, "--output=json", *([f"--repo={repo}"] if repo else []), "info")
+def info_argv(container: str, *, repo: int | None = None, io_timeout: int | None = None) -> Argv:
+    """``io_timeout``: bounds every S3 request (an unreachable repository answers in seconds)."""
+    return _exec(container, *([f"--io-timeout={io_timeout}"] if io_timeout else []), "--output=json",
+                 *([f"--repo={repo}"] if repo else []), "info")
 
 
 def backup_argv(container: str, kind: str, *, repo: int = 1, console: str | None = None) -> Argv:

@@ -208,20 +208,20 @@ def drop_kept(c, host="", name="", yes=False, dry_run=False, lock_wait=0.0, json
             say(f"nothing kept on {env.name}: nothing to drop")
             return
         databases = [n for n in names if n not in servers]
+        kept_servers = [n for n in names if n in servers]
         for k in found:
             if k.name in databases:
                 say(f"would drop database {k.name} ({human_bytes(k.size)}, {k.sessions} session(s))")
-        for n in names:
-            if n in servers:
-                say(f"would remove server {n} and its data volume {servers[n].volume or '(none)'}")
+        for n in kept_servers:
+            say(f"would remove server {n} and its data volume {servers[n].volume or '(none)'}")
         if dry_run:
             say("dry-run: nothing was dropped")
             return
         confirm(env.name, f"Drop {len(names)} kept database(s)/server(s) of {env.name} for good?", yes=yes,
                 nothing="nothing dropped")
         dropped = kept_dbs.drop_kept(ctx, gw, databases, say=say, lock_wait=float(lock_wait)) if databases else []
-        removed = kept_dbs.drop_kept_servers(ctx, gw, [n for n in names if n in servers], say=say,
-                                             lock_wait=float(lock_wait)) if len(databases) < len(names) else []
+        removed = kept_dbs.drop_kept_servers(ctx, gw, kept_servers, say=say,
+                                             lock_wait=float(lock_wait)) if kept_servers else []
     print_json({"dropped": dropped, "removed": removed})
     say(f"dropped {', '.join([*dropped, *removed])}")
 

@@ -11,6 +11,7 @@ import pytest
 
 from ops import pitr_health as ph
 from ops.backup import physical
+from ops.commands import pgbackrest as pgbr
 from ops.inventory import load_environment
 
 NOW = datetime(2026, 11, 30, 2, 0, 0, tzinfo=UTC)
@@ -49,7 +50,7 @@ def by(findings) -> dict[tuple[str, str], ph.Finding]:
 
 
 def test_the_info_argv_bounds_every_s3_request_and_runs_as_postgres():
-    assert ph.info_argv("athlete-platform-postgres", 10) == (
+    assert pgbr.info_argv("athlete-platform-postgres", io_timeout=10) == (
         "docker", "exec", "--user", "postgres", "athlete-platform-postgres", "pgbackrest", "--io-timeout=10",
         "--output=json", "info")
 
